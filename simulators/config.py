@@ -65,6 +65,8 @@ def _passphrase(value: str) -> str:
 
 
 def _ipv6(value: str) -> str:
+    if "%" in value:
+        raise InvalidValue(f'"{value}" has a zone index; a unit takes a global IPv6 address')
     try:
         return str(ipaddress.IPv6Address(value))
     except ValueError:
@@ -104,7 +106,7 @@ def _aftr(value: str) -> str:
 
 
 def _ea_length(value: str) -> str:
-    if not value.isdigit() or not 0 <= int(value) <= 48:
+    if not re.fullmatch(r"[0-9]{1,2}", value) or not 0 <= int(value) <= 48:
         raise InvalidValue(f'"{value}" is not a whole number from 0 to 48')
     return str(int(value))
 

@@ -110,7 +110,11 @@ def _handle(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
                 setattr(unit.faults, name, value)
         return {"changed": len(units)}
     if op == "clear":
-        units = _targets(fleet, request) if ("serial" in request or "serials" in request) else list(fleet)
+        units = (
+            _targets(fleet, request)
+            if ("serial" in request or "serials" in request)
+            else list(fleet)
+        )
         for unit in units:
             unit.faults = Faults()
         return {"changed": len(units)}
@@ -126,9 +130,16 @@ def _handle(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
         return {"changed": len(units)}
     if op == "line":
         values = request.get("set") or {}
-        for name in values:
+        for name, value in values.items():
             if name not in LINE_FIELDS:
                 raise ControlError(f'unknown line fact "{name}"; facts: {", ".join(LINE_FIELDS)}')
+            if name == "tunnel":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+                ):
+                    raise ControlError('line fact tunnel takes an object such as {"type": …}')
+            elif not isinstance(value, bool):
+                raise ControlError(f"line fact {name} takes true or false")
         units = _targets(fleet, request)
         for unit in units:
             for name, value in values.items():

@@ -44,6 +44,7 @@ CSV_COLUMNS = (
 )
 LINE_TYPES = ("flets-east", "flets-west", "hikari-next", "usen-hikari")
 USERNAME = "admin"
+MAX_CUSTOMERS = 99_999
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,16 @@ def build_fleet(
     secret_seed: bytes | None = None,
     latency: LatencyProfile | None = None,
 ) -> Fleet:
+    if spec.units + spec.aps > MAX_CUSTOMERS:
+        raise ValueError(
+            f"{spec.units + spec.aps} customers: a simulated fleet holds at most {MAX_CUSTOMERS} "
+            "(serials are US01 and eight characters)"
+        )
+    if not 0 <= spec.children_per_parent <= 9:
+        raise ValueError("children per parent are 0 to 9")
+    for name in ("v6_ready_share", "moved_share", "link_item_share"):
+        if not 0.0 <= getattr(spec, name) <= 1.0:
+            raise ValueError(f"{name.replace('_', '-')} is a share from 0 to 1")
     clock = clock or SystemClock()
     fleet = Fleet(
         secret_seed=secret_seed if secret_seed is not None else secrets.token_bytes(32),
@@ -277,7 +288,7 @@ def build_fleet(
         parent = Unit(parent_serial, PARENT, clock, line=line, config=config, link_item=link_item)
         fleet.add(parent, next(addresses), customer)
         for k in range(spec.children_per_parent):
-            serial = f"US01SC{index * 10 + k:06d}"[:12]
+            serial = f"US01SC{index * 10 + k:06d}"
             child = Unit(serial, CHILD, clock, parent=parent_serial, config=wlan)
             fleet.add(child, next(addresses), customer)
     return fleet

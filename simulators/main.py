@@ -16,7 +16,7 @@ from simulators.control import FAULT_FIELDS, LINE_FIELDS, handle, request
 from simulators.fleet import USERNAME, Fleet, FleetSpec, LatencyProfile, parse_duration
 from simulators.server import ServedFleet, serve_fleet
 
-FAULT_MIX_KINDS = {
+FAULT_MIX_KINDS: dict[str, dict[str, Any]] = {
     "unreachable": {"refuse": True},
     "blackhole": {"blackhole": True},
     "slow": {"rtt": 0.5, "commit_delay": 3.0},
@@ -41,7 +41,9 @@ def parse_fault(text: str) -> tuple[str, dict[str, Any]]:
         name, eq, raw = item.strip().partition("=")
         name = name.replace("-", "_")
         if name not in FAULT_FIELDS:
-            raise UsageError(f'--fault "{text}": unknown fault "{name}"; faults: {", ".join(FAULT_FIELDS)}')
+            raise UsageError(
+                f'--fault "{text}": unknown fault "{name}"; faults: {", ".join(FAULT_FIELDS)}'
+            )
         kind = FAULT_FIELDS[name]
         if kind == "bool":
             values[name] = raw.lower() not in ("0", "no", "false") if eq else True
@@ -98,6 +100,14 @@ def apply_faults(fleet: Fleet, faults: list[str], mix: str, seed: int) -> dict[s
     return given
 
 
+def _me() -> str:
+    """How the user started this program, so the printed commands work as printed."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "main.py":
+        return f"{sys.executable} -m simulators.main"
+    return str(argv0)
+
+
 def how_to_use(served: ServedFleet, state_dir: Path, inventory: Path | None) -> str:
     fleet = served.fleet
     parent = next((u for u in fleet if u.role == "parent"), next(iter(fleet)))
@@ -114,14 +124,16 @@ def how_to_use(served: ServedFleet, state_dir: Path, inventory: Path | None) -> 
         f"{roles['ap']} access points) from {fleet.address_of[next(iter(fleet)).serial]}",
         f"  SSH port {served.ssh_port}, SNMP port {served.snmp_port} on every unit address; "
         f"control on 127.0.0.1:{served.control_port}",
-        f"  inventory: {inventory}" if inventory else "  inventory: not written (no --inventory-out)",
+        f"  inventory: {inventory}"
+        if inventory
+        else "  inventory: not written (no --inventory-out)",
         "",
         f"Try the first parent, {parent.serial} at {address}:",
         f"  {ssh} 'show status'",
         f"  {ssh}          # interactive; 'help' lists commands",
         f"  snmpget -v2c -c {served.read_community} {address}:{served.snmp_port} "
         "1.3.6.1.2.1.1.5.0 1.3.6.1.4.1.55555.1.2.1.0 1.3.6.1.4.1.55555.1.3.3.0",
-        f"  {Path(sys.argv[0])} ctl --state-dir {state_dir} unit {parent.serial}",
+        f"  {_me()} ctl --state-dir {state_dir} unit {parent.serial}",
         "",
         "Stop with Ctrl-C.",
     ]
@@ -137,6 +149,8 @@ async def serve(args: argparse.Namespace) -> int:
         aps=args.aps,
         base_address=args.base_address,
         v6_ready_share=args.v6_ready_share,
+        moved_share=args.moved_share,
+        link_item_share=args.link_item_share,
         seed=args.seed,
     )
     try:
@@ -172,7 +186,9 @@ async def serve(args: argparse.Namespace) -> int:
                 print(how_to_use(served, state_dir, inventory), flush=True)
             await stop.wait()
     except OSError as exc:
-        raise UsageError(f"cannot listen: {exc} (is another fleet-sim running? see --ssh-port)") from None
+        raise UsageError(
+            f"cannot listen: {exc} (is another fleet-sim running? see --ssh-port)"
+        ) from None
     return 0
 
 
@@ -183,19 +199,27 @@ def _control_port(args: argparse.Namespace) -> int:
     try:
         return int(json.loads(path.read_text())["control_port"])
     except FileNotFoundError:
-        raise UsageError(f"{path} not found: is `fleet-sim serve --state-dir {args.state_dir}` running?") from None
+        raise UsageError(
+            f"{path} not found: is `fleet-sim serve --state-dir {args.state_dir}` running?"
+        ) from None
 
 
 def _pairs(items: list[str], what: str) -> dict[str, Any]:
+    """``name=value`` words; yes/no and true/false are booleans, JSON is parsed."""
     out: dict[str, Any] = {}
     for item in items:
         name, eq, raw = item.partition("=")
         if not eq:
             raise UsageError(f'{what} "{item}": expected name=value')
-        try:
-            out[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name] = raw
+        if raw.lower() in ("yes", "true", "on"):
+            out[name] = True
+        elif raw.lower() in ("no", "false", "off"):
+            out[name] = False
+        else:
+            try:
+                out[name] = json.loads(raw)
+            except json.JSONDecodeError:
+                out[name] = raw
     return out
 
 
@@ -207,12 +231,15 @@ async def ctl(args: argparse.Namespace) -> int:
     elif args.action == "fault":
         if not args.rest:
             raise UsageError("fault SERIAL kind[=value] …")
-        _, values = parse_fault(args.serial + ":" + ",".join(args.rest))
+        try:
+            _, values = parse_fault(args.serial + ":" + ",".join(args.rest))
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("--fault ", "fault ", 1)) from None
         payload = {"op": "fault", "serial": args.serial, "set": values}
     elif args.action == "line":
         bad = [n for n in _pairs(args.rest, "line") if n not in LINE_FIELDS]
         if bad:
-            raise UsageError(f'line facts are {", ".join(LINE_FIELDS)}; not {", ".join(bad)}')
+            raise UsageError(f"line facts are {', '.join(LINE_FIELDS)}; not {', '.join(bad)}")
         payload = {"op": "line", "serial": args.serial, "set": _pairs(args.rest, "line")}
     elif args.action == "latency":
         values = {k: parse_duration(str(v), k) for k, v in _pairs(args.rest, "latency").items()}
@@ -243,8 +270,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--inventory-out", default="", help="write the fleet CSV here")
     s.add_argument("--latency-profile", default="", help="e.g. rtt=30ms,commit=1s")
     s.add_argument("--fault", action="append", default=[], help="SERIAL:kind[=value][,…]")
-    s.add_argument("--fault-mix", default="", help="e.g. unreachable=5%%,slow=5%%,flap=5%%,auth=5%%")
-    s.add_argument("--v6-ready-share", type=float, default=0.6)
+    s.add_argument(
+        "--fault-mix", default="", help="e.g. unreachable=5%%,slow=5%%,flap=5%%,auth=5%%"
+    )
+    s.add_argument(
+        "--v6-ready-share", type=float, default=0.6, help="lines whose 4over6 order is complete"
+    )
+    s.add_argument(
+        "--moved-share", type=float, default=0.03, help="parents the customer moved himself"
+    )
+    s.add_argument("--link-item-share", type=float, default=0.0, help="parents that are link items")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--ssh-port", type=int, default=2022)
     s.add_argument("--snmp-port", type=int, default=1161)

@@ -47,6 +47,7 @@ class ServedFleet:
             port=snmp_port,
             read_community=read_community,
             write_community=write_community,
+            fleet_rtt=lambda: fleet.latency.rtt,
         )
         self.control = ControlServer(fleet, port=control_port)
         self.read_community = read_community
@@ -112,8 +113,12 @@ class ServedFleet:
             "write_community": self.write_community,
             "pid": os.getpid(),
         }
+        # It names the write community: private to the user, like the inventory.
         path = self.state_dir / "endpoints.json"
-        path.write_text(json.dumps(endpoints, indent=2) + "\n")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(endpoints, indent=2) + "\n")
+        path.chmod(0o600)
 
     def write_inventory(self, path: Path) -> None:
         self.fleet.write_inventory(path, self.ssh_port, self.snmp_port)

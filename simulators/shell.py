@@ -5,8 +5,9 @@ Output formats, prompts and error texts are the contract in docs/unit-contract.m
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from simulators.config import (
@@ -46,6 +47,7 @@ class Reply:
     text: str = ""
     error: bool = False
     close: bool = False
+    after: Callable[[], None] | None = None  # runs once the reply has been delivered
     abort: bool = False  # the unit went away under the session: no goodbye, just a dead line
 
 
@@ -56,20 +58,25 @@ def quote(value: str) -> str:
 
 
 def tokenize(line: str) -> list[str]:
-    """Split on blanks; double quotes group, backslash escapes inside them."""
+    """Split on blanks; double quotes group (anywhere in a word), backslash escapes in them."""
     tokens: list[str] = []
     i, n = 0, len(line)
     while i < n:
-        c = line[i]
-        if c in " \t":
+        if line[i] in " \t":
             i += 1
             continue
-        if c == '"':
-            buf: list[str] = []
+        buf: list[str] = []
+        while i < n and line[i] not in " \t":
+            c = line[i]
             i += 1
+            if c != '"':
+                buf.append(c)
+                continue
             while True:
                 if i >= n:
-                    raise Refused("Incomplete command: unterminated quoted string")
+                    raise Refused(
+                        f'Incomplete command: "{line.strip()}" (a quoted value is not closed)'
+                    )
                 c = line[i]
                 if c == "\\" and i + 1 < n:
                     buf.append(line[i + 1])
@@ -80,12 +87,7 @@ def tokenize(line: str) -> list[str]:
                 else:
                     buf.append(c)
                     i += 1
-            tokens.append("".join(buf))
-        else:
-            start = i
-            while i < n and line[i] not in " \t":
-                i += 1
-            tokens.append(line[start:i])
+        tokens.append("".join(buf))
     return tokens
 
 
@@ -130,14 +132,18 @@ def render_config(config: Config) -> str:
 
 
 class Session:
-    """One CLI session: a mode, a private candidate configuration, and the unit it drives."""
+    """One CLI session: a mode, private candidate edits, and the unit it drives.
+
+    The candidate is the running configuration with this session's edits on top, so a
+    change made by someone else (another session, a rollback timer) is never undone by a
+    later commit of this one.
+    """
 
     def __init__(self, unit: Unit, user: str) -> None:
         self.unit = unit
         self.user = user
         self.mode = "operational"
-        self.base: Config = {}
-        self.candidate: Config = {}
+        self.edits: dict[str, str | None] = {}  # path -> new value, None: delete
         self.commands = 0
 
     @property
@@ -145,6 +151,16 @@ class Session:
         if self.mode == "config":
             return f"{self.unit.serial}(config)# "
         return f"{self.unit.serial}> "
+
+    @property
+    def candidate(self) -> Config:
+        merged = dict(self.unit.running)
+        for path, value in self.edits.items():
+            if value is None:
+                merged.pop(path, None)
+            else:
+                merged[path] = value
+        return merged
 
     def execute(self, line: str) -> Reply:
         self.commands += 1
@@ -177,23 +193,19 @@ class Session:
             return Reply("Commit confirmed; the rollback timer is stopped.")
         if head == "rollback" and not rest:
             self.unit.rollback(self.user)
-            self._rebase()
             return Reply("Rolled back to the configuration before the pending commit.")
+        if head in ("help", "?") and not rest:
+            return Reply(HELP)
         if not config_mode:
             if head == "configure" and rest in ([], ["terminal"], ["private"]):
                 self.mode = "config"
-                if not self.candidate:
-                    self._rebase()
                 return Reply()
             if head == "reboot" and not rest:
-                self.unit.reboot(self.user)
-                return Reply("The unit is restarting.", close=True)
+                unit, user = self.unit, self.user
+                return Reply("The unit is restarting.", close=True, after=lambda: unit.reboot(user))
             if head == "terminal" and len(rest) == 2 and rest[0] == "length":
-                if not rest[1].isdigit():
-                    raise Refused(f'Invalid value "{rest[1]}" for terminal length: not a number')
+                _whole_number(rest[1], "terminal length", 0, 512)
                 return Reply()
-            if head in ("help", "?"):
-                return Reply(HELP)
         else:
             if head == "set":
                 return self._set(rest)
@@ -202,17 +214,11 @@ class Session:
             if head == "commit":
                 return self._commit(rest)
             if head == "discard" and not rest:
-                self._rebase()
+                self.edits.clear()
                 return Reply("Candidate changes discarded.")
-            if head in ("help", "?"):
-                return Reply(HELP)
         if head in ("set", "delete", "commit", "discard") and not config_mode:
             raise Refused(f'"{head}" is a configuration-mode command: enter "configure" first')
         raise Refused(f'Unknown command: "{line.strip()}"')
-
-    def _rebase(self) -> None:
-        self.base = dict(self.unit.running)
-        self.candidate = dict(self.unit.running)
 
     # ----- show --------------------------------------------------------------------------
     def _show(self, rest: list[str]) -> Reply:
@@ -240,8 +246,8 @@ class Session:
     def _needs_wan(self, what: str) -> None:
         if self.unit.role != PARENT:
             raise Refused(
-                f"Not supported on a {self.unit.role_name} unit: {what} "
-                f"(a {self.unit.role_name} has no WAN)"
+                f"Not supported on {self.unit.role_article}: {what} "
+                f"({self.unit.role_article} has no WAN)"
             )
 
     def _show_wlan(self) -> str:
@@ -249,11 +255,12 @@ class Session:
         blocks = []
         for net in WLANS:
             ssid = unit.running.get(f"wlan {net} ssid")
+            has_key = f"wlan {net} passphrase" in unit.running
             blocks.append(
                 f"wlan {net}\n"
                 f"  ssid: {quote(ssid) if ssid is not None else '-'}\n"
                 f"  state: {unit.wlan_state(net)}\n"
-                f"  security: wpa2-psk\n"
+                f"  security: {'wpa2-psk' if has_key else 'open'}\n"
                 f"  passphrase-fingerprint: {unit.passphrase_fingerprint(net)}"
             )
         return "\n".join(blocks)
@@ -266,9 +273,10 @@ class Session:
         return "\n".join(rows) if rows else "no commits"
 
     def _diff(self) -> str:
+        running, candidate = self.unit.running, self.candidate
         lines = []
-        for path in sorted_paths({**self.unit.running, **self.candidate}):
-            old, new = self.unit.running.get(path), self.candidate.get(path)
+        for path in sorted_paths({**running, **candidate}):
+            old, new = running.get(path), candidate.get(path)
             if old == new:
                 continue
             masked = path in SECRET_PATHS
@@ -285,6 +293,8 @@ class Session:
             if len(words) >= size and path in BY_PATH:
                 return path, words[size:]
         typed = " ".join(words)
+        if words and words[0] == "wan":
+            self._needs_wan(f"{verb} {typed}")
         following = sorted(
             {
                 s.path[len(typed) :].split()[0]
@@ -297,25 +307,25 @@ class Session:
             raise Refused(f'Incomplete command: "{shown}" (expected: {", ".join(following)})')
         raise Refused(f'Unknown command: "{verb} {typed}"')
 
-    def _check_role(self, path: str, verb: str) -> None:
+    def _check_role(self, path: str, what: str) -> None:
         if not self.unit.supports(path):
             top = path.split()[0]
             detail = "has no WAN" if top == "wan" else f"does not support {top}"
             raise Refused(
-                f"Not supported on a {self.unit.role_name} unit: {verb} {path} "
-                f"(a {self.unit.role_name} {detail})"
+                f"Not supported on {self.unit.role_article}: {what} "
+                f"({self.unit.role_article} {detail})"
             )
 
     def _set(self, words: list[str]) -> Reply:
         path, value = self._match_path(words, "set")
-        self._check_role(path, "set")
+        self._check_role(path, f"set {path}")
         if not value:
             raise Refused(f'Incomplete command: "set {path}" (expected: a value)')
         if len(value) > 1:
             raise Refused(
-                f'Invalid value for {path}: {len(value)} words; quote a value that has spaces'
+                f"Invalid value for {path}: {len(value)} words; quote a value that has spaces"
             )
-        self.candidate[path] = self.unit.validate(path, value[0])
+        self.edits[path] = self.unit.validate(path, value[0])
         return Reply()
 
     def _delete(self, words: list[str]) -> Reply:
@@ -326,32 +336,35 @@ class Session:
         if not paths:
             raise Refused(f'Unknown command: "delete {typed}"')
         for path in paths:
-            self._check_role(path, "delete")
+            self._check_role(path, f"delete {typed}")
         for path in paths:
-            self.candidate.pop(path, None)
+            self.edits[path] = None
         return Reply()
 
     def _commit(self, rest: list[str]) -> Reply:
-        minutes = 0
+        minutes: int | None = None
         if rest:
             if rest[0] != "confirmed" or len(rest) != 2:
                 raise Refused(
                     f'Unknown command: "commit {" ".join(rest)}" '
-                    '(expected: commit, or commit confirmed <minutes>)'
+                    "(expected: commit, or commit confirmed <minutes>)"
                 )
-            if not rest[1].isdigit():
-                raise Refused(
-                    f'Invalid value "{rest[1]}" for commit confirmed: '
-                    f"minutes are a whole number from 1 to {MAX_CONFIRM_MINUTES}"
-                )
-            minutes = int(rest[1])
-        self.unit.commit(self.candidate, self.base, self.user, minutes)
-        self._rebase()
-        if minutes:
-            return Reply(
-                f"Commit complete; it rolls back in {minutes} minutes unless confirmed."
-            )
-        return Reply("Commit complete.")
+            minutes = _whole_number(rest[1], "commit confirmed", 1, MAX_CONFIRM_MINUTES)
+        changed = self.unit.commit(self.edits, self.user, minutes)
+        self.edits.clear()
+        if minutes is not None:
+            unit = "minute" if minutes == 1 else "minutes"
+            return Reply(f"Commit complete; it rolls back in {minutes} {unit} unless confirmed.")
+        return Reply("Commit complete." if changed else "Commit complete (no changes).")
+
+
+def _whole_number(text: str, what: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
+        noun = "minutes are" if what == "commit confirmed" else "it is"
+        raise Refused(
+            f'Invalid value "{text}" for {what}: {noun} a whole number from {low} to {high}'
+        )
+    return int(text)
 
 
 def run_script(session: Session, commands: Iterable[str]) -> tuple[str, int]:
@@ -364,5 +377,7 @@ def run_script(session: Session, commands: Iterable[str]) -> tuple[str, int]:
         if reply.error:
             return "\n".join(outputs) + "\n", 1
         if reply.close:
+            if reply.after is not None:
+                reply.after()
             break
     return ("\n".join(outputs) + "\n") if outputs else "", 0

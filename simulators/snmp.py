@@ -5,11 +5,11 @@ port. The agent binds the wildcard address once, learns each datagram's destinat
 address from ``IP_PKTINFO``, asks ``lookup`` which unit that is, and answers from that
 same address. The MIB (docs/unit-mib.md) is built per request from the unit's state.
 
-The codec is pysnmp's (pyasn1 BER): every value and object name in a response is encoded
-by it, memoised, and SET values are decoded by it. Only the message envelope (a handful
-of fixed SEQUENCE/INTEGER headers) is framed and parsed here directly, because a
-whole-message pyasn1 decode costs about half a millisecond and the agent must answer
-ten thousand units in a few seconds.
+The codec is pysnmp's (pyasn1 BER): every value and object name the agent puts in a
+response is encoded by it (memoised), and SET values are decoded by it. Only the message
+envelope (the SEQUENCE, INTEGER and tag/length headers around the variable bindings) is
+parsed and framed here directly, because a whole-message pyasn1 decode and encode costs
+about a millisecond and the agent must answer ten thousand units in a few seconds.
 """
 
 from __future__ import annotations
@@ -128,8 +128,15 @@ USPOT_OBJECTS: Final = {
     "uspotCommitCount": (6, 2),
 }
 _USPOT_OIDS: Final = [(*USPOT_MIB, *sub, 0) for sub in USPOT_OBJECTS.values()]
-_SYSTEM_OIDS: Final = [SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME, SYS_CONTACT, SYS_NAME,
-                       SYS_LOCATION, SYS_SERVICES]
+_SYSTEM_OIDS: Final = [
+    SYS_DESCR,
+    SYS_OBJECT_ID,
+    SYS_UPTIME,
+    SYS_CONTACT,
+    SYS_NAME,
+    SYS_LOCATION,
+    SYS_SERVICES,
+]
 
 
 def uspot_oid(name: str) -> Oid:
@@ -236,8 +243,16 @@ def _interfaces_of(state: _State) -> list[_Interface]:
     if wan is not None:
         mtu = 1454 if wan["mode"] == "pppoe" else 1500
         rows.append(
-            _Interface("wan0", "wan0 WAN", ETHERNET, mtu, 1_000_000_000, mac(1), True,
-                       wan["internet"] == "up")
+            _Interface(
+                "wan0",
+                "wan0 WAN",
+                ETHERNET,
+                mtu,
+                1_000_000_000,
+                mac(1),
+                True,
+                wan["internet"] == "up",
+            )
         )
     else:
         rows.append(
@@ -246,14 +261,30 @@ def _interfaces_of(state: _State) -> list[_Interface]:
     for number, net in enumerate(("business", "guest")):
         admin = unit.running.get(f"wlan {net} state", "up") == "up"
         rows.append(
-            _Interface(f"wlan{number}", f"wlan{number} {net}", IEEE80211, 1500, 866_700_000,
-                       mac(2 + number), admin, unit.wlan_state(net) == "up")
+            _Interface(
+                f"wlan{number}",
+                f"wlan{number} {net}",
+                IEEE80211,
+                1500,
+                866_700_000,
+                mac(2 + number),
+                admin,
+                unit.wlan_state(net) == "up",
+            )
         )
     if wan is not None and wan["mode"] == "ipoe":
         tunnel = _dash(wan["tunnel"])
         rows.append(
-            _Interface("tun0", f"tun0 {tunnel}".rstrip(), TUNNEL, 1460, 0, b"", True,
-                       wan["tunnel-state"] == "up")
+            _Interface(
+                "tun0",
+                f"tun0 {tunnel}".rstrip(),
+                TUNNEL,
+                1460,
+                0,
+                b"",
+                True,
+                wan["tunnel-state"] == "up",
+            )
         )
     return rows
 
@@ -321,7 +352,12 @@ def _wan(state: _State) -> Group:
     wan = state.wan()
     if wan is None:
         return _WAN_OIDS, [
-            (INTEGER, 0), (INTEGER, 0), (INTEGER, 3), _text(""), _text(""), (INTEGER, 3),
+            (INTEGER, 0),
+            (INTEGER, 0),
+            (INTEGER, 3),
+            _text(""),
+            _text(""),
+            (INTEGER, 3),
             _text(""),
         ]
     return _WAN_OIDS, [
@@ -337,7 +373,8 @@ def _wan(state: _State) -> Group:
 
 def _lamps(state: _State) -> Group:
     lamps = state.unit.lamps()
-    return _LAMP_OIDS, [(INTEGER, LAMP_NUMBER[lamps[name]]) for name in ("POWER", "WAN", "U")]
+    names = ("POWER", "WAN", "U")
+    return _LAMP_OIDS, [(INTEGER, LAMP_NUMBER.get(lamps.get(name, ""), 2)) for name in names]
 
 
 def _account(state: _State) -> Group:
@@ -350,7 +387,7 @@ def _wlan(state: _State) -> Group:
     for net in ("business", "guest"):  # passphrases: only their fingerprints, never the text
         values += [
             _text(unit.running.get(f"wlan {net} ssid", "")),
-            (INTEGER, UP_DOWN_NA[unit.wlan_state(net)]),
+            (INTEGER, UP_DOWN_NA.get(unit.wlan_state(net), 2)),
             _text(_dash(unit.passphrase_fingerprint(net))),
         ]
     return _WLAN_OIDS, values
@@ -534,15 +571,15 @@ def parse_request(data: bytes) -> Request:
             if value_stop != pos:
                 raise Malformed("trailing data in VarBind")
             varbinds.append(
-                VarBind(decode_oid(data[oid_start:oid_stop]), data[start:oid_stop],
-                        data[oid_stop:pos])
+                VarBind(
+                    decode_oid(data[oid_start:oid_stop]), data[start:oid_stop], data[oid_stop:pos]
+                )
             )
     except IndexError:
         raise Malformed("truncated") from None
     if version != 1:
         raise Malformed("not SNMPv2c")
-    return Request(version_tlv, community, community_tlv, pdu, request_id, first, second,
-                   varbinds)
+    return Request(version_tlv, community, community_tlv, pdu, request_id, first, second, varbinds)
 
 
 def _length(size: int) -> bytes:
@@ -567,15 +604,14 @@ def _response(request: Request, varbinds: list[bytes], status: int = 0, index: i
         + encode_value(INTEGER, index)
         + _wrap(_SEQUENCE, b"".join(varbinds))
     )
-    return _wrap(
-        _SEQUENCE, request.version + request.community_tlv + _wrap(RESPONSE, pdu)
-    )
+    return _wrap(_SEQUENCE, request.version + request.community_tlv + _wrap(RESPONSE, pdu))
 
 
 def _echo(request: Request, status: int, index: int) -> bytes:
     """A response carrying the request's own variable bindings and an error."""
-    return _response(request, [_varbind(vb.name, vb.value) for vb in request.varbinds],
-                     status, index)
+    return _response(
+        request, [_varbind(vb.name, vb.value) for vb in request.varbinds], status, index
+    )
 
 
 def _bounded(request: Request, varbinds: list[bytes], status: int = 0, index: int = 0) -> bytes:
@@ -599,9 +635,7 @@ def _next_varbind(mib: UnitMib, oid: Oid, name: bytes) -> tuple[Oid, bytes, bool
 
 
 def _getnext(mib: UnitMib, request: Request) -> bytes:
-    return _bounded(
-        request, [_next_varbind(mib, vb.oid, vb.name)[1] for vb in request.varbinds]
-    )
+    return _bounded(request, [_next_varbind(mib, vb.oid, vb.name)[1] for vb in request.varbinds])
 
 
 def _getbulk(mib: UnitMib, request: Request) -> bytes:
@@ -641,6 +675,8 @@ def _getbulk(mib: UnitMib, request: Request) -> bytes:
 
 
 def _set(unit: Unit, request: Request, writer: bool) -> bytes:
+    if len(_echo(request, NO_ERROR, 0)) > MAX_MESSAGE_SIZE:
+        return _response(request, [], TOO_BIG, 0)
     if not writer:
         return _echo(request, NO_ACCESS, 1)
     changes: list[tuple[str, str]] = []
@@ -688,16 +724,19 @@ def respond(unit: Unit, data: bytes, read_community: bytes, write_community: byt
         writer = False
     else:
         return None
-    if request.pdu == SET:
-        return _set(unit, request, writer)
-    mib = UnitMib(unit)
-    if request.pdu == GET:
-        return _get(mib, request)
-    if request.pdu == GETNEXT:
-        return _getnext(mib, request)
-    if request.pdu == GETBULK:
+    if request.pdu not in (GET, GETNEXT, GETBULK, SET):
+        return None
+    try:
+        if request.pdu == SET:
+            return _set(unit, request, writer)
+        mib = UnitMib(unit)
+        if request.pdu == GET:
+            return _get(mib, request)
+        if request.pdu == GETNEXT:
+            return _getnext(mib, request)
         return _getbulk(mib, request)
-    return None
+    except Exception:  # a state the MIB cannot express: the manager sees genErr
+        return _response(request, [], GEN_ERR, 0)
 
 
 @lru_cache(maxsize=1 << 15)
@@ -724,19 +763,22 @@ class SnmpAgent:
         port: int = 0,
         read_community: str = "public",
         write_community: str = "private",
+        fleet_rtt: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._lookup = lookup
+        self._fleet_rtt = fleet_rtt
         self._host = host
         self._port = port
         self._read = read_community.encode("utf-8")
         self._write = write_community.encode("utf-8")
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
 
     @property
     def port(self) -> int:
-        """The bound UDP port (after `start`)."""
-        if self._sock is None:
+        """The bound UDP port (once `start` has run)."""
+        if not self._started:
             raise RuntimeError("the SNMP agent is not started")
         return self._port
 
@@ -760,6 +802,7 @@ class SnmpAgent:
             raise
         self._sock = sock
         self._loop = loop
+        self._started = True
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -777,9 +820,7 @@ class SnmpAgent:
         for _ in range(_DRAIN_LIMIT):
             try:
                 data, ancdata, _flags, peer = sock.recvmsg(65535, _CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # BlockingIOError: drained; anything else: try again next time
                 return
             self._datagram(data, ancdata, peer)
 
@@ -803,8 +844,9 @@ class SnmpAgent:
         reply = respond(unit, data, self._read, self._write)
         if reply is None:
             return
-        if faults.rtt > 0 and self._loop is not None:
-            self._loop.call_later(faults.rtt, self._send, reply, destination, peer)
+        rtt = faults.rtt + self._fleet_rtt()
+        if rtt > 0 and self._loop is not None:
+            self._loop.call_later(rtt, self._send, reply, destination, peer)
         else:
             self._send(reply, destination, peer)
 
@@ -813,6 +855,4 @@ class SnmpAgent:
         if sock is None:
             return
         with contextlib.suppress(OSError):  # a full buffer drops the reply, as UDP may
-            sock.sendmsg(
-                [reply], [(socket.IPPROTO_IP, IP_PKTINFO, _pktinfo(destination))], 0, peer
-            )
+            sock.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, _pktinfo(destination))], 0, peer)

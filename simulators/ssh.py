@@ -8,6 +8,7 @@ credentials. This keeps 10,000 units within a few file descriptors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import socket
@@ -22,11 +23,28 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from simulators.config import ROLE_NAMES
 from simulators.fleet import USERNAME, Fleet
 from simulators.shell import Reply, Session, split_commands
+from simulators.terminal import EOF, INTERRUPT, LineEditor
 from simulators.unit import FIRMWARE, MODEL, Unit
 
 log = logging.getLogger(__name__)
 
 BLACKHOLE_HOLD_SECONDS = 900.0
+# AES first and no ChaCha20: asyncssh builds a new ChaCha20 context per packet, which costs a
+# simulated fleet more CPU than the rest of a session; real embedded units often lack it too.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+# Elliptic-curve key exchange only: the hybrid post-quantum ones OpenSSH prefers cost more.
+KEX = (
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "diffie-hellman-group14-sha256",
+)
 
 
 def banner(unit: Unit) -> str:
@@ -50,6 +68,22 @@ def load_or_create_client_key(path: Any) -> asyncssh.SSHKey:
     path.chmod(0o600)
     key.write_public_key(str(path) + ".pub")
     return key
+
+
+def _ed25519_key(raw: bytes) -> asyncssh.SSHKey:
+    """An asyncssh host key from 32 raw bytes (about ten times cheaper than a PEM import)."""
+    try:
+        from asyncssh.eddsa import _Ed25519Key
+
+        key: asyncssh.SSHKey = _Ed25519Key.make_private((raw,))
+        return key
+    except (ImportError, AttributeError):  # another asyncssh layout: take the public way
+        pem = Ed25519PrivateKey.from_private_bytes(raw).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        return asyncssh.import_private_key(pem)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -122,6 +156,9 @@ class FleetSSHServer:
             process_factory=None,
             keepalive_interval=0,
             login_timeout=60,
+            line_editor=False,  # see simulators/terminal.py
+            encryption_algs=CIPHERS,
+            kex_algs=KEX,
         )
         self.sessions_served = 0
         for unit in fleet:
@@ -198,7 +235,9 @@ class FleetSSHServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, unit: Unit) -> None:
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, unit: Unit
+    ) -> None:
         options = self._options_for(unit)
         try:
             await loop.connect_accepted_socket(
@@ -211,13 +250,7 @@ class FleetSSHServer:
         key = (unit.serial, unit.host_key_generation)
         options = self._options.get(key)
         if options is None:
-            raw = self.fleet.host_key_seed(unit)
-            pem = Ed25519PrivateKey.from_private_bytes(raw).private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.OpenSSH,
-                serialization.NoEncryption(),
-            )
-            host_key = asyncssh.import_private_key(pem)
+            host_key = _ed25519_key(self.fleet.host_key_seed(unit))
             self._host_keys[key] = host_key
             options = asyncssh.SSHServerConnectionOptions(
                 self._base,
@@ -254,7 +287,10 @@ class FleetSSHServer:
         session = Session(unit, process.get_extra_info("username") or USERNAME)
         conn = process.get_extra_info("connection")
         try:
-            if process.command is not None:
+            if process.subsystem:
+                process.stderr.write(f"% Unknown subsystem: {process.subsystem}\n")
+                process.exit(1)
+            elif process.command is not None:
                 await self._run_exec(unit, session, process, conn)
             else:
                 await self._run_shell(unit, session, process, conn)
@@ -284,6 +320,14 @@ class FleetSSHServer:
             return None
         return reply
 
+    async def _after(self, reply: Reply | None, process: asyncssh.SSHServerProcess[str]) -> None:
+        """Let the goodbye reach the client, then do what the command left for later."""
+        if reply is None or reply.after is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait_closed(), 2)
+        reply.after()
+
     async def _run_exec(
         self,
         unit: Unit,
@@ -292,8 +336,9 @@ class FleetSSHServer:
         conn: asyncssh.SSHServerConnection,
     ) -> None:
         status = 0
+        last: Reply | None = None
         for command in split_commands(process.command or ""):
-            reply = await self._answer(unit, session, command, conn)
+            reply = last = await self._answer(unit, session, command, conn)
             if reply is None:
                 return
             if reply.text:
@@ -304,6 +349,7 @@ class FleetSSHServer:
             if reply.close:
                 break
         process.exit(status)
+        await self._after(last, process)
 
     async def _run_shell(
         self,
@@ -312,17 +358,49 @@ class FleetSSHServer:
         process: asyncssh.SSHServerProcess[str],
         conn: asyncssh.SSHServerConnection,
     ) -> None:
-        process.stdout.write(banner(unit) + session.prompt)
+        pty = process.get_terminal_type() is not None
+        editor = LineEditor(echo=pty)
+
+        def translate(text: str) -> str:
+            return text.replace("\n", "\r\n") if pty else text
+
+        def write_raw(text: str) -> None:
+            if text:
+                process.stdout.write(text)
+
+        write_raw(translate(banner(unit) + session.prompt))
         while True:
-            line = await process.stdin.readline()
-            if not line:
+            try:
+                data = await process.stdin.read(4096)
+            except asyncssh.TerminalSizeChanged:
+                continue  # the engineer resized the window: nothing for the CLI to do
+            except asyncssh.BreakReceived:
+                data = "\x03"
+            if not data:
                 break
-            reply = await self._answer(unit, session, line.rstrip("\r\n"), conn)
-            if reply is None:
-                return
-            if reply.text:
-                process.stdout.write(reply.text + "\n")
-            if reply.close:
-                break
-            process.stdout.write(session.prompt)
+            echo, events = editor.feed(data)
+            # One write per answer: echo, output and the next prompt travel in one packet.
+            out = [echo]
+            for event, line in events:
+                if event == EOF:
+                    write_raw("".join(out))
+                    process.exit(0)
+                    return
+                if event == INTERRUPT:
+                    out.append(translate(session.prompt))
+                    continue
+                write_raw("".join(out))
+                out = []
+                reply = await self._answer(unit, session, line, conn)
+                if reply is None:
+                    return
+                if reply.text:
+                    out.append(translate(reply.text + "\n"))
+                if reply.close:
+                    write_raw("".join(out))
+                    process.exit(0)
+                    await self._after(reply, process)
+                    return
+                out.append(translate(session.prompt))
+            write_raw("".join(out))
         process.exit(0)

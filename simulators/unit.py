@@ -6,6 +6,7 @@ through its methods, and tests can drive it directly with a `ManualClock`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from simulators.clock import Clock
 from simulators.config import (
+    AP,
     BY_PATH,
     CHILD,
     PARENT,
@@ -87,6 +89,7 @@ def fingerprint(serial: str, secret: str) -> str:
     return hashlib.sha256(f"{serial}:{secret}".encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=65536)
 def _address(seed: str, net: str) -> str:
     network = ipaddress.ip_network(net)
     offset = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big")
@@ -141,6 +144,11 @@ class Unit:
     def role_name(self) -> str:
         return ROLE_NAMES[self.role]
 
+    @property
+    def role_article(self) -> str:
+        """The role as an error message names it: "a child unit", "an access point"."""
+        return {PARENT: "a parent unit", CHILD: "a child unit", AP: "an access point"}[self.role]
+
     def supports(self, path: str) -> bool:
         setting = BY_PATH.get(path)
         return setting is not None and self.role in setting.roles
@@ -191,25 +199,28 @@ class Unit:
         except InvalidValue as exc:
             raise Refused(f"Invalid value for {path}: {exc}") from None
 
-    def commit(self, candidate: Config, base: Config, user: str, confirm_minutes: int = 0) -> Config:
-        """Apply the session's changes (candidate against its base) to the running config.
+    def commit(
+        self, edits: Mapping[str, str | None], user: str, confirm_minutes: int | None = None
+    ) -> tuple[str, ...]:
+        """Apply a session's edits (path -> value, None to delete) to the running config.
 
-        Returns the new running configuration. Raises `Refused` when a whole-config rule
-        fails, which leaves everything as it was.
+        Returns the paths that changed. Raises `Refused` when a whole-config rule fails,
+        which leaves everything as it was. A plain commit while a confirm is pending
+        confirms it.
         """
         self.tick()
-        if confirm_minutes and not 1 <= confirm_minutes <= MAX_CONFIRM_MINUTES:
+        if confirm_minutes is not None and not 1 <= confirm_minutes <= MAX_CONFIRM_MINUTES:
             raise Refused(
-                f"Invalid value for commit confirmed: {confirm_minutes}; "
-                f"minutes are 1 to {MAX_CONFIRM_MINUTES}"
+                f'Invalid value "{confirm_minutes}" for commit confirmed: '
+                f"minutes are a whole number from 1 to {MAX_CONFIRM_MINUTES}"
             )
-        changed = _changed(candidate, base)
         merged = dict(self.running)
-        for path in changed:
-            if path in candidate:
-                merged[path] = candidate[path]
-            else:
+        for path, value in edits.items():
+            if value is None:
                 merged.pop(path, None)
+            else:
+                merged[path] = value
+        changed = _changed(merged, self.running)
         problems = commit_check(merged, self.role)
         if problems:
             raise Refused("Commit failed: " + "; ".join(problems))
@@ -217,18 +228,19 @@ class Unit:
             self.faults.reboot_on_commit = False
             self.reboot()
             raise Rebooted(self.serial)
-        if confirm_minutes:
+        if confirm_minutes is not None:
             previous = self.pending.previous if self.pending else dict(self.running)
             self.pending = Pending(self.clock.now() + confirm_minutes * 60, previous)
-            kind = "commit-confirmed"
-        else:
-            if self.pending is not None:
-                self._log("confirm", user, ())
+            self.running = merged
+            self._log("commit-confirmed", user, changed)
+            return changed
+        if self.pending is not None:
             self.pending = None
-            kind = "commit"
-        self.running = merged
-        self._log(kind, user, changed)
-        return dict(self.running)
+            self._log("confirm", user, ())
+        if changed:
+            self.running = merged
+            self._log("commit", user, changed)
+        return changed
 
     def confirm(self, user: str) -> None:
         self.tick()
@@ -288,10 +300,13 @@ class Unit:
                 out["tunnel-state"] = "down"
             return out
         if mode == "pppoe":
+            username = cfg.get("wan pppoe username")
+            expected = self.line.pppoe_username
             if (
-                cfg.get("wan pppoe username")
+                username
                 and cfg.get("wan pppoe password")
                 and self.line.pppoe_active
+                and (not expected or username == expected)
             ):
                 out["ipv4-address"] = _address(self.serial + "v4", "100.64.0.0/10")
                 out["internet"] = "up"
@@ -370,7 +385,7 @@ class Unit:
             "link-item": "yes" if self.link_item else "no",
             "uptime": str(self.uptime()),
             "account": "active" if self.account_active else "stopped",
-            "internet": "up" if self.internet else ("n/a" if self.role == CHILD else "down"),
+            "internet": ("up" if self.internet else "down") if self.role == PARENT else "n/a",
             "commit-pending": pending,
             "commits": str(self.commit_seq),
         }

@@ -23,8 +23,14 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def served(tmp_path: Path, clock: ManualClock) -> AsyncIterator[ServedFleet]:
     """Three customers: two parents with one child each, and one access point."""
-    spec = FleetSpec(units=2, children_per_parent=1, aps=1, base_address=BASE, v6_ready_share=1.0,
-                     moved_share=0.0)
+    spec = FleetSpec(
+        units=2,
+        children_per_parent=1,
+        aps=1,
+        base_address=BASE,
+        v6_ready_share=1.0,
+        moved_share=0.0,
+    )
     fleet = serve_fleet(spec, state_dir=tmp_path / "sim", clock=clock)
     async with fleet:
         fleet.fleet.write_known_hosts(tmp_path / "sim" / "known_hosts", fleet.ssh_port)

@@ -31,7 +31,9 @@ def connect(served: ServedFleet, unit: Unit, **kwargs: Any) -> Any:
 
 
 async def fault(served: ServedFleet, unit: Unit, **values: Any) -> None:
-    answer = await request(served.control_port, {"op": "fault", "serial": unit.serial, "set": values})
+    answer = await request(
+        served.control_port, {"op": "fault", "serial": unit.serial, "set": values}
+    )
     assert answer["ok"], answer
 
 
@@ -101,9 +103,7 @@ async def test_slow_commit_holds_the_commit_not_the_show(served: ServedFleet) ->
     async with connect(served, unit) as conn:
         await asyncio.wait_for(conn.run("show status", check=True), 5)
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                conn.run("configure; set wlan guest ssid Slow; commit"), 0.2
-            )
+            await asyncio.wait_for(conn.run("configure; set wlan guest ssid Slow; commit"), 0.2)
         await conn.run("configure; set wlan guest ssid Slow; commit", check=True)
     assert unit.running["wlan guest ssid"] == "Slow"
 
@@ -201,9 +201,42 @@ async def test_fleet_wide_latency_profile_applies_to_every_unit(served: ServedFl
 
 async def test_control_refuses_unknown_faults_and_units_with_a_reason(served: ServedFleet) -> None:
     unit = first(served)
-    bad = await request(served.control_port, {"op": "fault", "serial": unit.serial, "set": {"lag": 1}})
+    bad = await request(
+        served.control_port, {"op": "fault", "serial": unit.serial, "set": {"lag": 1}}
+    )
     assert not bad["ok"] and 'unknown fault "lag"' in bad["error"]
-    missing = await request(served.control_port, {"op": "fault", "serial": "US01NOPE0000", "set": {}})
+    missing = await request(
+        served.control_port, {"op": "fault", "serial": "US01NOPE0000", "set": {}}
+    )
     assert not missing["ok"] and "no unit US01NOPE0000" in missing["error"]
     shown = await request(served.control_port, {"op": "unit", "serial": unit.serial})
     assert shown["units"][0]["faults"] == {}
+
+
+async def test_reboot_says_goodbye_before_the_unit_goes_down(served: ServedFleet) -> None:
+    unit = first(served)
+    async with connect(served, unit) as conn:
+        result = await conn.run("reboot")
+    assert result.exit_status == 0
+    assert "The unit is restarting." in str(result.stdout)
+    assert not unit.is_up()
+
+
+async def test_subsystem_requests_are_refused(served: ServedFleet) -> None:
+    async with connect(served, first(served)) as conn:
+        process = await conn.create_process(subsystem="netconf")
+        result = await process.wait()
+    assert result.exit_status == 1
+    assert "% Unknown subsystem: netconf" in str(result.stderr)
+
+
+async def test_line_facts_take_only_their_own_kind_of_value(served: ServedFleet) -> None:
+    unit = first(served)
+    bad = await request(
+        served.control_port, {"op": "line", "serial": unit.serial, "set": {"v6_ready": "no"}}
+    )
+    assert not bad["ok"] and "takes true or false" in bad["error"]
+    good = await request(
+        served.control_port, {"op": "line", "serial": unit.serial, "set": {"v6_ready": False}}
+    )
+    assert good["ok"] and unit.line.v6_ready is False

@@ -1,4 +1,4 @@
-"""`fleet-sim serve` and `fleet-sim ctl` as a user runs them, with OpenSSH and net-snmp as clients."""
+"""`fleet-sim serve` and `fleet-sim ctl` as a user runs them, with OpenSSH and net-snmp."""
 
 from __future__ import annotations
 
@@ -29,11 +29,29 @@ async def run(*argv: str, timeout: float = 20) -> tuple[int, str, str]:
 @asynccontextmanager
 async def fleet_sim(state: Path, *extra: str) -> AsyncIterator[tuple[dict[str, int], str]]:
     proc = await asyncio.create_subprocess_exec(
-        *FLEET_SIM, "serve", "--units", "3", "--children-per-parent", "1", "--aps", "1",
-        "--base-address", BASE, "--state-dir", str(state),
-        "--inventory-out", str(state / "fleet.csv"),
-        "--ssh-port", "0", "--snmp-port", "0", "--control-port", "0", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *FLEET_SIM,
+        "serve",
+        "--units",
+        "3",
+        "--children-per-parent",
+        "1",
+        "--aps",
+        "1",
+        "--base-address",
+        BASE,
+        "--state-dir",
+        str(state),
+        "--inventory-out",
+        str(state / "fleet.csv"),
+        "--ssh-port",
+        "0",
+        "--snmp-port",
+        "0",
+        "--control-port",
+        "0",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     banner = []
@@ -59,10 +77,21 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def ssh_argv(state: Path, port: int, address: str, *command: str) -> list[str]:
     return [
-        "ssh", "-i", str(state / "id_ed25519"),
-        "-o", f"UserKnownHostsFile={state / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", str(port),
-        f"admin@{address}", *command,
+        "ssh",
+        "-i",
+        str(state / "id_ed25519"),
+        "-o",
+        f"UserKnownHostsFile={state / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-p",
+        str(port),
+        f"admin@{address}",
+        *command,
     ]
 
 
@@ -80,22 +109,34 @@ async def test_serve_writes_the_inventory_and_answers_ssh_and_snmp(tmp_path: Pat
         assert len(parent["customer_code"]) == 9 and parent["serial"].startswith("US01")
         assert int(parent["ssh_port"]) == endpoints["ssh_port"]
 
-        code, out, err = await run(*ssh_argv(state, endpoints["ssh_port"], parent["address"],
-                                             "show status"))
+        code, out, err = await run(
+            *ssh_argv(state, endpoints["ssh_port"], parent["address"], "show status")
+        )
         assert code == 0, err
         assert f"serial: {parent['serial']}" in out
 
         code, out, _ = await run(
-            "snmpget", "-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "1",
-            f"{child['address']}:{endpoints['snmp_port']}", "1.3.6.1.2.1.1.5.0",
+            "snmpget",
+            "-v2c",
+            "-c",
+            "public",
+            "-Oqv",
+            "-t",
+            "2",
+            "-r",
+            "1",
+            f"{child['address']}:{endpoints['snmp_port']}",
+            "1.3.6.1.2.1.1.5.0",
         )
         assert code == 0 and child["serial"] in out
 
-        code, out, _ = await run(*FLEET_SIM, "ctl", "--state-dir", str(state),
-                                 "fault", parent["serial"], "refuse")
+        code, out, _ = await run(
+            *FLEET_SIM, "ctl", "--state-dir", str(state), "fault", parent["serial"], "refuse"
+        )
         assert code == 0 and json.loads(out)["ok"]
-        code, _, err = await run(*ssh_argv(state, endpoints["ssh_port"], parent["address"],
-                                           "show status"))
+        code, _, err = await run(
+            *ssh_argv(state, endpoints["ssh_port"], parent["address"], "show status")
+        )
         assert code == 255 and "reset" in err.lower()
         code, out, _ = await run(*FLEET_SIM, "ctl", "--state-dir", str(state), "clear")
         assert code == 0
@@ -114,20 +155,31 @@ async def test_host_keys_and_passwords_survive_a_restart_with_the_same_state_dir
         assert keys((state / "known_hosts").read_text()) == keys(first_hosts)
         rows = read_rows(state / "fleet.csv")
         assert [r["password"] for r in rows] == [r["password"] for r in first_rows]
-        code, _, err = await run(*ssh_argv(state, endpoints["ssh_port"], rows[0]["address"],
-                                           "show lamps"))
+        code, _, err = await run(
+            *ssh_argv(state, endpoints["ssh_port"], rows[0]["address"], "show lamps")
+        )
         assert code == 0, err
 
 
 async def test_bad_arguments_are_refused_with_the_rule(tmp_path: Path) -> None:
-    code, _, err = await run(*FLEET_SIM, "serve", "--base-address", "10.0.0.1",
-                             "--state-dir", str(tmp_path))
+    code, _, err = await run(
+        *FLEET_SIM, "serve", "--base-address", "10.0.0.1", "--state-dir", str(tmp_path)
+    )
     assert code == 2 and "not in 127.0.0.0/8" in err
-    code, _, err = await run(*FLEET_SIM, "serve", "--latency-profile", "rtt=fast",
-                             "--state-dir", str(tmp_path))
+    code, _, err = await run(
+        *FLEET_SIM, "serve", "--latency-profile", "rtt=fast", "--state-dir", str(tmp_path)
+    )
     assert code == 2 and '"fast" is not a duration' in err
-    code, _, err = await run(*FLEET_SIM, "serve", "--fault", "US01SP000000:lag=1",
-                             "--state-dir", str(tmp_path), "--ssh-port", "0")
+    code, _, err = await run(
+        *FLEET_SIM,
+        "serve",
+        "--fault",
+        "US01SP000000:lag=1",
+        "--state-dir",
+        str(tmp_path),
+        "--ssh-port",
+        "0",
+    )
     assert code == 2 and 'unknown fault "lag"' in err
     code, _, err = await run(*FLEET_SIM, "ctl", "--state-dir", str(tmp_path / "none"), "status")
     assert code == 2 and "is `fleet-sim serve" in err

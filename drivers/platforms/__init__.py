@@ -1,0 +1,1 @@
+"""Platform definitions for the U-SPOT units: scrapli and netmiko."""
