@@ -94,6 +94,68 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
+class _CoalescingTransport:
+    """Gathers the packets written in one turn of the event loop into one send.
+
+    An SSH exchange writes several small packets back to back; one system call for all of
+    them is most of what a simulated unit can save per session.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._pending and not self._transport.is_closing():
+            self._transport.write(b"".join(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _CoalescingProtocol(asyncio.Protocol):
+    """Hands an SSH connection the coalescing transport; passes everything else through."""
+
+    def __init__(self, inner: asyncssh.SSHServerConnection) -> None:
+        self._inner = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        loop = asyncio.get_running_loop()
+        wrapped = _CoalescingTransport(transport, loop)  # type: ignore[arg-type]
+        self._inner.connection_made(wrapped)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._inner.eof_received()
+        return None  # asyncssh closes the connection itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 class _UnitServer(asyncssh.SSHServer):
     def __init__(self, owner: FleetSSHServer, unit: Unit) -> None:
         self._owner = owner
@@ -241,7 +303,7 @@ class FleetSSHServer:
         options = self._options_for(unit)
         try:
             await loop.connect_accepted_socket(
-                lambda: asyncssh.SSHServerConnection(loop, options), sock
+                lambda: _CoalescingProtocol(asyncssh.SSHServerConnection(loop, options)), sock
             )
         except OSError:
             sock.close()
@@ -298,6 +360,10 @@ class FleetSSHServer:
             process.exit(1)
         except (asyncssh.ConnectionLost, BrokenPipeError, ConnectionError):
             pass
+
+    def _delayed(self, unit: Unit) -> bool:
+        latency, faults = self.fleet.latency, unit.faults
+        return bool(latency.rtt or latency.commit or faults.rtt or faults.commit_delay)
 
     async def _answer(
         self, unit: Unit, session: Session, line: str, conn: asyncssh.SSHServerConnection
@@ -389,8 +455,10 @@ class FleetSSHServer:
                 if event == INTERRUPT:
                     out.append(translate(session.prompt))
                     continue
-                write_raw("".join(out))
-                out = []
+                if self._delayed(unit):
+                    # A slow line: the echo comes back first, the answer after the delay.
+                    write_raw("".join(out))
+                    out = []
                 reply = await self._answer(unit, session, line, conn)
                 if reply is None:
                     return
