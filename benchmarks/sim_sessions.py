@@ -150,6 +150,46 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+NAME = "Simulator: 10,000 units in one process, CPU per SSH session"
+COMMAND = "python -m benchmarks.sim_sessions --units 10000 --sessions 1000 --repeats 3"
+TARGET_CPU_MS = 7.0
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    args = argparse.Namespace(
+        units=1000 if quick else 10_000,
+        sessions=200 if quick else 1000,
+        concurrency=50,
+        repeats=2 if quick else 3,
+        state_dir="var/bench-sim",
+    )
+    return await main_async(args)
+
+
+def render(r: dict[str, Any]) -> str:
+    ok = "met" if r["cpu_ms_per_session_median"] <= TARGET_CPU_MS else "NOT met"
+    runs = ", ".join(f"{x} ms" for x in r["cpu_ms_per_session_runs"])
+    return "\n".join(
+        [
+            f"A session is: connect, public-key login, an interactive shell, six commands "
+            f"({'; '.join(c.split(' {')[0] for c in COMMANDS)}), exit. "
+            f"{r['sessions_per_run']} sessions per run over as many units, {r['concurrency']} at once.",
+            "",
+            "| figure | value |",
+            "| --- | --- |",
+            f"| units served by one process | {r['units']} (ready in {r['startup_s']} s) |",
+            f"| open file descriptors, idle / after load | {r['fds_idle']} / {r['fds_after_load']} "
+            f"(limit {r['nofile_limit']}) |",
+            f"| simulator CPU per session, median (runs) | **{r['cpu_ms_per_session_median']} ms** "
+            f"({runs}); target ≤ {TARGET_CPU_MS} ms: {ok} |",
+            f"| simulator CPU per session, first contact with each unit | "
+            f"{r['first_contact_cpu_ms_per_session']} ms (host key and options built once per unit) |",
+            f"| session wall time p50 (client and simulator share 2 cores) | {r['session_latency_p50_ms']} ms |",
+            f"| simulator RSS, idle / after load | {r['rss_idle_mb']} MB / {r['rss_after_load_mb']} MB |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--units", type=int, default=10_000)
