@@ -43,7 +43,8 @@ class BusinessCalendar:
             start, end = (part.strip() for part in text.split(".."))
             sm, sd = (int(x) for x in start.split("-"))
             em, ed = (int(x) for x in end.split("-"))
-            dt.date(2000, sm, sd), dt.date(2000, em, ed)  # noqa: B018 - validates both
+            dt.date(2000, sm, sd)  # both ends must be real dates
+            dt.date(2000, em, ed)
         except ValueError:
             raise ValueError(
                 f'year-end closure "{text}": expected MM-DD..MM-DD, e.g. 12-29..01-03'

@@ -56,7 +56,7 @@ def test_closure_is_configurable() -> None:
     short = BusinessCalendar.parse_closure("12-30..01-02")
     assert short.is_business_day(dt.date(2026, 12, 29))
     assert not short.is_business_day(dt.date(2026, 12, 30))
-    with pytest.raises(ValueError, match="expected MM-DD..MM-DD"):
+    with pytest.raises(ValueError, match=r"expected MM-DD\.\.MM-DD"):
         BusinessCalendar.parse_closure("end of year")
 
 
