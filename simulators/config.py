@@ -81,6 +81,8 @@ def _ipv4(value: str) -> str:
 
 
 def _ipv6_prefix(value: str) -> str:
+    if "%" in value:
+        raise InvalidValue(f'"{value}" has a zone index; a mapping rule takes a global prefix')
     try:
         return str(ipaddress.IPv6Network(value, strict=True))
     except ValueError:

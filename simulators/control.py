@@ -153,6 +153,9 @@ def _handle(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
             )
         except (TypeError, ValueError):
             raise ControlError("latency takes rtt and commit in seconds") from None
+        if fleet.latency.rtt < 0 or fleet.latency.commit < 0:
+            fleet.latency = LatencyProfile()
+            raise ControlError("latency takes rtt and commit in seconds, 0 or more")
         return {"latency": {"rtt": fleet.latency.rtt, "commit": fleet.latency.commit}}
     raise ControlError(
         f'unknown op "{op}"; ops: status, unit, fault, clear, rehost, reboot, line, latency'

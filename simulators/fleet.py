@@ -63,6 +63,8 @@ class LatencyProfile:
             if not sep or key not in ("rtt", "commit"):
                 raise ValueError(f'latency profile item "{item}": expected rtt=<t> or commit=<t>')
             values[key] = parse_duration(raw, f"latency profile {key}")
+            if values[key] < 0:
+                raise ValueError(f"latency profile {key}: a delay is 0 or more")
         return cls(**values)
 
 

@@ -17,6 +17,7 @@ class LineEditor:
     _buf: list[str] = field(default_factory=list)
     _escape: int = 0  # characters of an escape sequence still to swallow
     _last_cr: bool = False
+    _ss3: bool = False
 
     def feed(self, data: str) -> tuple[str, list[tuple[str, str]]]:
         """Take typed characters; return what to echo and the events they complete."""
@@ -24,11 +25,12 @@ class LineEditor:
         events: list[tuple[str, str]] = []
         for ch in data:
             if self._escape:
-                # ESC [ <params> <final>: cursor keys and the like are ignored.
-                if (self._escape == 2 and ch != "[") or (self._escape == 1 and ("@" <= ch <= "~")):
+                # ESC [ … final, ESC O x (application cursor keys), ESC x: all ignored.
+                if self._escape == 2:
+                    self._escape = 1 if ch in "[O" else 0
+                    self._ss3 = ch == "O"
+                elif self._ss3 or "@" <= ch <= "~":
                     self._escape = 0
-                else:
-                    self._escape = 1
                 continue
             if ch == "\n" and self._last_cr:
                 self._last_cr = False

@@ -276,3 +276,11 @@ def test_exec_script_stops_at_the_first_error_with_status_one() -> None:
     assert status == 1
     assert "% Invalid value for wan mode" in output
     assert unit.running == V4
+
+
+def test_line_editor_ignores_cursor_keys_in_both_modes() -> None:
+    from simulators.terminal import LINE, LineEditor
+
+    editor = LineEditor()
+    _, events = editor.feed("show\x1b[A\x1bOB sx\x7ftatus\r")
+    assert events == [(LINE, "show status")]
