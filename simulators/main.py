@@ -134,9 +134,18 @@ def how_to_use(served: ServedFleet, state_dir: Path, inventory: Path | None) -> 
         f"  snmpget -v2c -c {served.read_community} {address}:{served.snmp_port} "
         "1.3.6.1.2.1.1.5.0 1.3.6.1.4.1.55555.1.2.1.0 1.3.6.1.4.1.55555.1.3.3.0",
         f"  {_me()} ctl --state-dir {state_dir} unit {parent.serial}",
-        "",
-        "Stop with Ctrl-C.",
     ]
+    faulty = [u for u in fleet if u.faults.as_dict()]
+    if faulty:
+        lines += ["", f"Units with faults ({len(faulty)}):"]
+        for unit in faulty[:10]:
+            kinds = ", ".join(f"{k}={v}" for k, v in unit.faults.as_dict().items())
+            lines.append(f"  {unit.serial} at {fleet.address_of[unit.serial]}: {kinds}")
+        if len(faulty) > 10:
+            lines.append(
+                f"  … and {len(faulty) - 10} more ({_me()} ctl --state-dir {state_dir} status)"
+            )
+    lines += ["", "Stop with Ctrl-C."]
     return "\n".join(lines)
 
 
