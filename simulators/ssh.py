@@ -444,10 +444,15 @@ class FleetSSHServer:
                 data = "\x03"
             if not data:
                 break
-            echo, events = editor.feed(data)
+            editor.feed(data)
             # One write per answer: echo, output and the next prompt travel in one packet.
-            out = [echo]
-            for event, line in events:
+            out: list[str] = []
+            while True:
+                echo, item = editor.next()
+                out.append(echo)
+                if item is None:
+                    break
+                event, line = item
                 if event == EOF:
                     write_raw("".join(out))
                     process.exit(0)

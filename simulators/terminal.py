@@ -18,45 +18,65 @@ class LineEditor:
     _escape: int = 0  # characters of an escape sequence still to swallow
     _last_cr: bool = False
     _ss3: bool = False
+    _input: str = ""
 
-    def feed(self, data: str) -> tuple[str, list[tuple[str, str]]]:
-        """Take typed characters; return what to echo and the events they complete."""
+    def feed(self, data: str) -> None:
+        """Take typed characters; `next()` hands them back a line at a time."""
+        self._input += data
+
+    def next(self) -> tuple[str, tuple[str, str] | None]:
+        """What to echo up to the next finished line (or all input), and that event.
+
+        Type-ahead stays queued: the second line a client sent in one go is echoed only
+        after the first has been answered, behind its own prompt, as a unit's CLI does.
+        """
         echo: list[str] = []
-        events: list[tuple[str, str]] = []
-        for ch in data:
-            if self._escape:
-                # ESC [ … final, ESC O x (application cursor keys), ESC x: all ignored.
-                if self._escape == 2:
-                    self._escape = 1 if ch in "[O" else 0
-                    self._ss3 = ch == "O"
-                elif self._ss3 or "@" <= ch <= "~":
-                    self._escape = 0
-                continue
-            if ch == "\n" and self._last_cr:
-                self._last_cr = False
-                continue
-            self._last_cr = ch == "\r"
-            if ch in "\r\n":
-                echo.append("\r\n")
-                events.append((LINE, "".join(self._buf)))
-                self._buf.clear()
-            elif ch in "\x7f\x08":
-                if self._buf:
-                    self._buf.pop()
-                    echo.append("\b \b")
-            elif ch == "\x03":
-                echo.append("^C\r\n")
-                self._buf.clear()
-                events.append((INTERRUPT, ""))
-            elif ch == "\x04":
-                if not self._buf:
-                    events.append((EOF, ""))
-            elif ch == "\x15":  # Ctrl-U: erase the line
-                echo.append("\b \b" * len(self._buf))
-                self._buf.clear()
-            elif ch == "\x1b":
-                self._escape = 2
-            elif ch == "\t" or ch.isprintable():
-                self._buf.append(ch)
-                echo.append(ch)
-        return ("".join(echo) if self.echo else ""), events
+        event: tuple[str, str] | None = None
+        used = 0
+        for used, ch in enumerate(self._input, start=1):  # noqa: B007 - used after the loop
+            event = self._take(ch, echo)
+            if event is not None:
+                break
+        else:
+            used = len(self._input)
+        self._input = self._input[used:]
+        return ("".join(echo) if self.echo else ""), event
+
+    def _take(self, ch: str, echo: list[str]) -> tuple[str, str] | None:
+        if self._escape:
+            # ESC [ … final, ESC O x (application cursor keys), ESC x: all ignored.
+            if self._escape == 2:
+                self._escape = 1 if ch in "[O" else 0
+                self._ss3 = ch == "O"
+            elif self._ss3 or "@" <= ch <= "~":
+                self._escape = 0
+            return None
+        if ch == "\n" and self._last_cr:
+            self._last_cr = False
+            return None
+        self._last_cr = ch == "\r"
+        if ch in "\r\n":
+            echo.append("\r\n")
+            line = "".join(self._buf)
+            self._buf.clear()
+            return (LINE, line)
+        if ch in "\x7f\x08":
+            if self._buf:
+                self._buf.pop()
+                echo.append("\b \b")
+        elif ch == "\x03":
+            echo.append("^C\r\n")
+            self._buf.clear()
+            return (INTERRUPT, "")
+        elif ch == "\x04":
+            if not self._buf:
+                return (EOF, "")
+        elif ch == "\x15":  # Ctrl-U: erase the line
+            echo.append("\b \b" * len(self._buf))
+            self._buf.clear()
+        elif ch == "\x1b":
+            self._escape = 2
+        elif ch == "\t" or ch.isprintable():
+            self._buf.append(ch)
+            echo.append(ch)
+        return None

@@ -55,7 +55,7 @@ def build_cli(
     known_hosts_path: str | Path | None = None,
     host_key_checking: bool = True,
     transport: Transport = "ssh2",
-    operation_timeout_s: int = 30,
+    operation_timeout_s: float = 30,
     logging_uid: str | None = None,
 ) -> Cli:
     """A scrapli `Cli` for one unit; not opened yet (``cli.open()`` / ``await cli.open_async()``).
@@ -90,7 +90,8 @@ def build_cli(
             password=password,
             private_key_path=str(private_key_path) if private_key_path is not None else None,
         ),
-        session_options=SessionOptions(operation_timeout_s=operation_timeout_s),
+        # In nanoseconds: scrapli's own seconds option takes whole seconds only.
+        session_options=SessionOptions(operation_timeout_ns=int(operation_timeout_s * 1e9)),
         transport_options=transport_options,
         logging_uid=logging_uid,
     )

@@ -11,6 +11,7 @@ call `register()` once and ``ConnectHandler(device_type="uspot", ...)``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,17 @@ class UspotSSH(NoEnable, CiscoBaseConnection):
         fix and send again.
         """
         return super().send_config_set(config_commands, error_pattern=error_pattern, **kwargs)
+
+    def cleanup(self, command: str = "exit") -> None:
+        """Say goodbye without waiting for an answer.
+
+        netmiko's default first checks for configuration mode, which waits for a prompt (up
+        to the read timeout on a slow or stuck unit). Closing the channel ends the CLI
+        session in either mode and drops any uncommitted candidate, so there is nothing to
+        wait for.
+        """
+        with contextlib.suppress(Exception):
+            self.write_channel(command + self.RETURN)
 
     def commit(self, confirm_minutes: int | None = None, read_timeout: float = 120.0) -> str:
         """Apply the candidate: ``commit``, or ``commit confirmed <minutes>`` if given.

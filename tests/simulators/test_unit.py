@@ -282,5 +282,10 @@ def test_line_editor_ignores_cursor_keys_in_both_modes() -> None:
     from simulators.terminal import LINE, LineEditor
 
     editor = LineEditor()
-    _, events = editor.feed("show\x1b[A\x1bOB sx\x7ftatus\r")
-    assert events == [(LINE, "show status")]
+    editor.feed("show\x1b[A\x1bOB sx\x7ftatus\rshow lamps\r")
+    echo, event = editor.next()
+    assert event == (LINE, "show status")
+    assert "lamps" not in echo  # type-ahead waits for the next prompt
+    echo, event = editor.next()
+    assert event == (LINE, "show lamps") and echo == "show lamps\r\n"
+    assert editor.next() == ("", None)

@@ -1,0 +1,240 @@
+"""The asyncssh transport (the default): one SSH connection, one CLI shell channel, no PTY.
+
+Connection options are built once per target: the client key is loaded once per file (not
+re-read per connection), the pinned host key is imported once, and ``~/.ssh/config``,
+``~/.ssh/known_hosts`` and the ssh-agent are never consulted. The preferred algorithms are
+AES and (EC)DH on curve25519 / P-256, which the units offer and which cost little CPU.
+
+Host keys: a pinned key is the only one trusted, and asyncssh checks it during the key
+exchange, before the client sends any user-authentication request: a unit offering another
+key gets `HostKeyMismatch` and never sees a password. With no pinned key the first key is
+accepted (trust on first use) and exposed as `seen_host_key` for the daemon to pin.
+
+`probe_host_key()` (key exchange only, no login) serves the scrapli and netmiko transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from drivers.base import Mode, Shell, UnitTarget
+from drivers.transport import CliProfile, PromptTracker, normalise_key
+from inventory.errors import AuthFailed, HostKeyMismatch, Timeout, Unreachable
+
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+KEX = (
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "diffie-hellman-group14-sha256",
+)
+CLOSE_WAIT = 2.0
+
+
+@contextlib.contextmanager
+def asyncssh_errors(serial: str, doing: str) -> Iterator[None]:
+    """The one place asyncssh's (and the socket's) exceptions become the error tree."""
+    try:
+        yield
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise HostKeyMismatch(serial, f"host key is not the pinned one ({doing})") from exc
+    except asyncssh.PermissionDenied as exc:
+        raise AuthFailed(serial, f"login refused ({doing}): {exc.reason}") from exc
+    except TimeoutError as exc:  # also asyncio.TimeoutError; before OSError, its base
+        raise Timeout(serial, f"no answer in time ({doing})") from exc
+    except (asyncssh.Error, asyncio.IncompleteReadError, EOFError, OSError) as exc:
+        raise Unreachable(serial, f"{doing}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+
+def export_key(key: asyncssh.SSHKey) -> str:
+    return normalise_key(key.export_public_key("openssh").decode())
+
+
+@functools.lru_cache(maxsize=64)
+def _read_key(path: str, mtime_ns: int) -> asyncssh.SSHKey:
+    return asyncssh.read_private_key(path)
+
+
+def load_client_key(path: Path) -> asyncssh.SSHKey:
+    """The private key at `path`, read once (again only if the file changes)."""
+    return _read_key(str(path), path.stat().st_mtime_ns)
+
+
+async def probe_host_key(target: UnitTarget) -> str:
+    """The host key the unit offers, from a key exchange alone (no login is attempted)."""
+    with asyncssh_errors(target.serial, "read the host key"):
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(
+                target.address, target.ssh_port, kex_algs=KEX, config=None
+            ),
+            target.timeouts.connect,
+        )
+    if key is None:
+        raise Unreachable(target.serial, "the unit offered no host key")
+    return export_key(key)
+
+
+class _HostKeyGate(asyncssh.SSHClient):
+    """Sees every host key the trusted set does not already hold; trusts it only on first use."""
+
+    def __init__(self, transport: AsyncsshTransport) -> None:
+        self._transport = transport
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self._transport._seen_host_key = export_key(key)
+        return self._transport.target.host_key is None
+
+
+class AsyncsshShell:
+    """An interactive channel with a PTY on an open connection."""
+
+    def __init__(self, serial: str, process: asyncssh.SSHClientProcess[str]) -> None:
+        self._serial = serial
+        self._process = process
+
+    async def read(self, max_chars: int = 65536) -> str:
+        with asyncssh_errors(self._serial, "shell read"):
+            return await self._process.stdout.read(max_chars)
+
+    async def write(self, data: str) -> None:
+        with asyncssh_errors(self._serial, "shell write"):
+            self._process.stdin.write(data)
+
+    async def close(self) -> None:
+        self._process.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._process.wait_closed(), CLOSE_WAIT)
+
+
+class AsyncsshTransport:
+    name = "asyncssh"
+
+    def __init__(self, target: UnitTarget, profile: CliProfile) -> None:
+        self.target = target
+        self.profile = profile
+        self._seen_host_key: str | None = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._process: asyncssh.SSHClientProcess[str] | None = None
+        self._tracker = PromptTracker(profile)
+        self._options = self._build_options()
+
+    def _build_options(self) -> asyncssh.SSHClientConnectionOptions:
+        target = self.target
+        trusted: list[asyncssh.SSHKey] = []
+        if target.host_key is not None:
+            trusted.append(asyncssh.import_public_key(normalise_key(target.host_key)))
+        client_keys = [load_client_key(target.private_key)] if target.private_key else None
+        options: dict[str, Any] = {
+            "username": target.username,
+            "password": target.password,
+            "client_keys": client_keys,
+            # (trusted keys, CA keys, revoked keys): no file is read. Keys not trusted here
+            # go to _HostKeyGate.validate_host_public_key.
+            "known_hosts": (trusted, [], []),
+            "client_factory": lambda: _HostKeyGate(self),
+            "agent_path": None,
+            "config": None,
+            "encryption_algs": CIPHERS,
+            "kex_algs": KEX,
+            "connect_timeout": target.timeouts.connect,
+            "login_timeout": target.timeouts.connect,
+            "keepalive_interval": 0,
+        }
+        return asyncssh.SSHClientConnectionOptions(**options)
+
+    @property
+    def seen_host_key(self) -> str | None:
+        return self._seen_host_key
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            raise RuntimeError("the session is already open")
+        serial, timeouts = self.target.serial, self.target.timeouts
+        try:
+            with asyncssh_errors(
+                serial, f"connect to {self.target.address}:{self.target.ssh_port}"
+            ):
+                self._conn = await asyncssh.connect(
+                    self.target.address, self.target.ssh_port, config=None, options=self._options
+                )
+            key = self._conn.get_server_host_key()
+            if key is not None:
+                self._seen_host_key = export_key(key)
+            with asyncssh_errors(serial, "open the CLI session"):
+                self._process = await asyncio.wait_for(
+                    self._conn.create_process(term_type=None), timeouts.command
+                )
+            self._tracker.mode = "exec"
+            await self._read_answer(timeouts.connect, "the first prompt")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn, self._process = self._conn, None, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT)
+
+    async def send(
+        self, command: str, *, mode: Mode | None = None, timeout_s: float | None = None
+    ) -> str:
+        switch = self._tracker.switch_command(mode)
+        if switch is not None:
+            await self._exchange(switch, None)
+        return await self._exchange(command, timeout_s)
+
+    async def _exchange(self, command: str, timeout_s: float | None) -> str:
+        if self._process is None:
+            raise Unreachable(self.target.serial, "the session is not open")
+        with asyncssh_errors(self.target.serial, "send a command"):
+            self._process.stdin.write(command + "\n")
+        verb = command.split(" ", 1)[0]  # never the rest: it may carry a secret
+        return await self._read_answer(timeout_s or self.target.timeouts.command, f"{verb!r}")
+
+    async def _read_answer(self, timeout_s: float, what: str) -> str:
+        assert self._process is not None
+        try:
+            with asyncssh_errors(self.target.serial, f"waiting {timeout_s:g} s for {what}"):
+                text = await asyncio.wait_for(
+                    self._process.stdout.readuntil(
+                        self.profile.prompt, self.profile.prompt_max_len
+                    ),
+                    timeout_s,
+                )
+        except BaseException:
+            # A late or partial answer would be taken for the next command's: end the session.
+            await self.close()
+            raise
+        split = self._tracker.split(text)
+        if split is None:  # cannot happen: readuntil returned on this very pattern
+            await self.close()
+            raise Unreachable(self.target.serial, f"no prompt after {what}")
+        return split[0]
+
+    async def open_shell(self, *, term_type: str, columns: int, rows: int) -> Shell:
+        """A second channel on the same connection: its own CLI session, with a PTY."""
+        if self._conn is None:
+            raise Unreachable(self.target.serial, "the session is not open")
+        with asyncssh_errors(self.target.serial, "open an interactive shell"):
+            process = await asyncio.wait_for(
+                self._conn.create_process(term_type=term_type, term_size=(columns, rows)),
+                self.target.timeouts.command,
+            )
+        return AsyncsshShell(self.target.serial, process)
