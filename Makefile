@@ -24,9 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/fleet-sim serve --units 40 --children-per-parent 1 --aps 5 \
-	  --state-dir $(STATE) --inventory-out $(STATE)/fleet.csv \
-	  --fault US01SP000007:refuse
+	$(BIN)/python -m fleetd.demo --state-dir $(STATE)
 
 test: setup
 	$(BIN)/pytest -q
