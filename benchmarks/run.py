@@ -13,13 +13,39 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from benchmarks import sim_sessions
 
-BENCHMARKS: list[ModuleType] = [sim_sessions]
+
+class DriverRates:
+    """benchmarks.drivers_rates prints its own report; it is quoted as it ran."""
+
+    NAME = "Drivers: SNMP sweep rate and SSH session rate per transport"
+    COMMAND = "python -m benchmarks.drivers_rates --units 2000 --sessions 200"
+
+    @staticmethod
+    async def run(quick: bool) -> dict[str, Any]:
+        argv = ["--units", "500" if quick else "2000", "--sessions", "60" if quick else "200"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.drivers_rates",
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return {"output": out.decode(), "status": proc.returncode}
+
+    @staticmethod
+    def render(result: dict[str, Any]) -> str:
+        return "```\n" + result["output"].strip() + f"\n```\n(exit status {result['status']})"
+
+
+BENCHMARKS: list[Any] = [sim_sessions, DriverRates]
 OUT = Path("docs/benchmarks.md")
 
 
