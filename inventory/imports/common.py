@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,6 +120,33 @@ def check_units(
             assert_child_has_parent_of_same_customer(data.customer_code, parent, facts)
         except RuleViolation as violation:
             row.reject(violation)
+
+
+class _NamedLine(Protocol):
+    @property
+    def line_type(self) -> str | None: ...
+
+
+L = TypeVar("L", bound=_NamedLine)
+
+
+def assert_one_line_per_customer(
+    first_line: dict[str, Parsed[Any]],
+    code: str,
+    row: Parsed[Any],
+    line: L,
+    line_of: Callable[[Parsed[Any]], L | None],
+) -> None:
+    """A customer has one ISP line: a later row that names another one is refused."""
+    ref = first_line.setdefault(code, row)
+    if ref is not row and line_of(ref) != line:
+        row.reject(
+            RuleViolation(
+                "line_type",
+                line.line_type,
+                f"differs from line {ref.line}: a customer has one ISP line",
+            )
+        )
 
 
 def first_per_key(

@@ -19,6 +19,7 @@ from inventory.domain import ITEM_ROLES, AddressKind, ItemCode, ItemStatus, Line
 from inventory.errors import RuleViolation
 from inventory.imports.common import (
     Stored,
+    assert_one_line_per_customer,
     check_units,
     load_stored,
     tally_change,
@@ -221,15 +222,9 @@ class ContractsImporter(Importer[ContractRow, ContractsStored]):
             if ref is not row:
                 _same_customer(row, ref)
             if rec.line is not None:
-                ref = first_line.setdefault(code, row)
-                if ref is not row and _record(ref).line != rec.line:
-                    row.reject(
-                        RuleViolation(
-                            "line_type",
-                            rec.line.line_type,
-                            f"differs from line {ref.line}: a customer has one ISP line",
-                        )
-                    )
+                assert_one_line_per_customer(
+                    first_line, code, row, rec.line, lambda r: _record(r).line
+                )
         check_units([r for r in rows if not r.problems], rejected, ctx, _unit_of)
 
     async def apply(

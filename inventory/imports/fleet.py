@@ -23,6 +23,7 @@ from inventory.domain import LineType, OrderState, Role
 from inventory.errors import RuleViolation
 from inventory.imports.common import (
     Stored,
+    assert_one_line_per_customer,
     check_units,
     load_stored,
     tally_change,
@@ -167,15 +168,9 @@ class FleetImporter(Importer[FleetRow, Stored]):
                 )
                 continue
             if line is not None:
-                ref = first_line.setdefault(unit.customer_code, row)
-                if ref is not row and _record(ref).line != line:
-                    row.reject(
-                        RuleViolation(
-                            "line_type",
-                            line.line_type,
-                            f"differs from line {ref.line}: a customer has one ISP line",
-                        )
-                    )
+                assert_one_line_per_customer(
+                    first_line, unit.customer_code, row, line, lambda r: _record(r).line
+                )
         check_units([r for r in rows if not r.problems], rejected, ctx, _unit_of)
 
     async def apply(
