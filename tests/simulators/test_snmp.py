@@ -15,13 +15,8 @@ from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto.api import v2c
 
 from simulators.clock import ManualClock
-from simulators.snmp import (
-    MAX_MESSAGE_SIZE,
-    SnmpAgent,
-    UnitMib,
-    respond,
-    uspot_oid,
-)
+from simulators.mib import UnitMib, uspot_oid
+from simulators.snmp import MAX_MESSAGE_SIZE, SnmpAgent, respond
 from simulators.unit import Line, Unit
 
 U = "1.3.6.1.4.1.55555.1"
