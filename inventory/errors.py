@@ -11,7 +11,8 @@
         ├── AuthFailed       the unit refused the credentials
         ├── HostKeyMismatch  the unit's host key is not the pinned one (nothing was sent)
         ├── CommandFailed    the unit answered with a `% …` error line
-        └── Timeout          the unit did not answer in time (never reported as AuthFailed)
+        ├── Timeout          the unit did not answer in time (never reported as AuthFailed)
+        └── VerificationFailed  a change landed but the unit did not show the intended result
 
 It lives in `inventory`, the lowest layer, so that `drivers`, `fleetd` and `api` can all
 raise and catch the same classes; the API maps the tree to HTTP statuses in one place.
@@ -92,3 +93,8 @@ class CommandFailed(UnitError):
         self.command = command
         self.answer = answer
         super().__init__(serial, f"{command!r} refused: {answer}")
+
+
+class VerificationFailed(UnitError):
+    """After a change, the unit does not show what it should; `detail` says what, in words
+    staff can repeat ("tunnel did not come up: AFTR unreachable")."""

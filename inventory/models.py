@@ -333,6 +333,8 @@ class UnitObservation(Base):
     read_values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None]
+    # intended ≠ observed, in words ("guest ssid: intended 'Cafe', observed 'Old'"); None: none
+    drift: Mapped[list[str] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from inventory import audit, operations, users  # noqa: F401 - their tables on Base.metadata
 from inventory.models import Base
 
 config = context.config

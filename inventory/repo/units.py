@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.domain import AccountState, Role, WanMode
-from inventory.errors import NotFound, RuleViolation, SecretKeyError
-from inventory.models import Customer, Line, Unit, UnitObservation, utcnow
+from inventory.errors import Conflict, NotFound, RuleViolation, SecretKeyError
+from inventory.models import ContractItem, Customer, Line, Unit, UnitObservation, utcnow
 from inventory.records import Credential, UnitData
 from inventory.repo._base import Change, Upserted, _assign, _changed, customer_codes_by_id
 from inventory.repo.customers import get_customer
@@ -274,3 +274,24 @@ async def get_observation(session: AsyncSession, serial: str) -> UnitObservation
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+async def remove_unit(session: AsyncSession, serial: str) -> Unit:
+    """Take a unit out of the inventory (a faulty unit swapped for a link item), with its
+    observation. Its children and contract items are moved to another unit first: a unit
+    anything still points to is refused with `Conflict`."""
+    unit = await get_unit(session, serial)
+    children = await session.scalar(
+        select(func.count()).select_from(Unit).where(Unit.parent_id == unit.id)
+    )
+    items = await session.scalar(
+        select(func.count()).select_from(ContractItem).where(ContractItem.unit_id == unit.id)
+    )
+    if children or items:
+        raise Conflict(
+            f"unit {serial} still has {children} children and {items} contract items: "
+            "move them to the unit that replaces it first"
+        )
+    await session.delete(unit)
+    await session.flush()
+    return unit
