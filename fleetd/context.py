@@ -1,0 +1,514 @@
+"""The engine's side of `OpContext`: one run of one claimed operation.
+
+What a run records (steps, audit entries, readings of units, a host key seen on first
+contact) is kept in memory and written with the operation's outcome, in one transaction, so a
+bulk run costs one write per operation. A run that lasts (a commit that takes seconds) flushes
+what it has every `flush_seconds`, so staff following it see its steps as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from drivers.base import (
+    Change,
+    CommitEntry,
+    DiffLine,
+    Shell,
+    Timeouts,
+    UnitDriver,
+    UnitState,
+    UnitTarget,
+)
+from fleetd.calendar import BusinessCalendar
+from fleetd.clock import Clock
+from fleetd.observe import observation_values
+from fleetd.workflows.base import open_secrets, seal_secrets
+from inventory import audit, repo
+from inventory import operations as ops
+from inventory.errors import Timeout, Unreachable
+from inventory.models import Unit, UnitObservation
+from inventory.operations import Operation, OperationStep
+from inventory.redact import Redactor
+from inventory.secrets import SecretBox
+from inventory.store import Store
+
+log = logging.getLogger("fleetd.engine")
+
+DriverLoader = Callable[[UnitTarget, str], UnitDriver]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the engine keeps of a claimed operation (a plain copy, no ORM session)."""
+
+    id: int
+    kind: str
+    unit_serial: str | None
+    customer_code: str | None
+    params: Mapping[str, Any]
+    secret_params: str | None
+    attempts: int
+    requested_by: str
+    batch_id: str | None
+    deadline: datetime | None
+    created_at: datetime
+    lease_owner: str
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, op: Operation) -> Claimed:
+        assert op.lease_owner is not None
+        return cls(
+            id=op.id,
+            kind=op.kind,
+            unit_serial=op.unit_serial,
+            customer_code=op.customer_code,
+            params=dict(op.params or {}),
+            secret_params=op.secret_params,
+            attempts=op.attempts,
+            requested_by=op.requested_by,
+            batch_id=op.batch_id,
+            deadline=op.deadline,
+            created_at=op.created_at,
+            lease_owner=op.lease_owner,
+            request_id=op.request_id,
+        )
+
+    def as_row(self) -> Operation:
+        """A detached row for the compare-and-set functions of `inventory.operations`."""
+        return Operation(id=self.id, lease_owner=self.lease_owner)
+
+
+@dataclass
+class Record:
+    """What one run has to write: flushed during the run, and with its outcome."""
+
+    steps: list[tuple[str, bool, str, datetime]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    readings: dict[str, tuple[bool, dict[str, Any] | None, str | None, datetime]] = field(
+        default_factory=dict
+    )
+    pins: dict[str, str] = field(default_factory=dict)
+    after: int | None = None  # the last step number already written, when known
+
+    def __bool__(self) -> bool:
+        return bool(self.steps or self.audits or self.readings or self.pins)
+
+    def take(self) -> Record:
+        taken = Record(self.steps, self.audits, self.readings, self.pins, self.after)
+        if self.after is not None:
+            self.after += len(self.steps)
+        self.steps, self.audits, self.readings, self.pins = [], [], {}, {}
+        return taken
+
+
+async def write_records(
+    session: AsyncSession, runs: Sequence[tuple[Claimed, Record]], redactor: Redactor
+) -> None:
+    """Write what runs recorded (steps, audit, readings, pins) in the caller's transaction:
+    a few statements for the whole group, not a few per run."""
+    numbered: list[dict[str, Any]] = []
+    for op, record in runs:
+        after = record.after
+        if after is None and record.steps:
+            after = await session.scalar(
+                select(func.max(OperationStep.seq)).where(OperationStep.operation_id == op.id)
+            )
+        for n, (name, ok, detail, at) in enumerate(record.steps, start=(after or 0) + 1):
+            numbered.append(
+                {
+                    "operation_id": op.id,
+                    "seq": n,
+                    "at": at,
+                    "step": name,
+                    "ok": ok,
+                    "detail": redactor.redact(detail),
+                }
+            )
+    if numbered:
+        try:
+            async with session.begin_nested():
+                await session.execute(insert(OperationStep), numbered)
+        except IntegrityError:
+            # steps of one of these operations were numbered elsewhere meanwhile (a run taken
+            # over while its first run still wrote): number them after what is there
+            await session.execute(insert(OperationStep), await _renumbered(session, numbered))
+    for _op, record in runs:
+        for entry in record.audits:
+            await audit.record(session, redactor=redactor, **entry)
+    readings = {serial: seen for _op, record in runs for serial, seen in record.readings.items()}
+    pins = {serial: key for _op, record in runs for serial, key in record.pins.items()}
+    if readings or pins:
+        await _write_units(session, readings, pins)
+
+
+async def _renumbered(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = sorted({row["operation_id"] for row in rows})
+    last = dict(
+        (
+            await session.execute(
+                select(OperationStep.operation_id, func.max(OperationStep.seq))
+                .where(OperationStep.operation_id.in_(ids))
+                .group_by(OperationStep.operation_id)
+            )
+        ).all()
+    )
+    out = []
+    for row in rows:
+        last[row["operation_id"]] = last.get(row["operation_id"], 0) + 1
+        out.append({**row, "seq": last[row["operation_id"]]})
+    return out
+
+
+async def _write_units(
+    session: AsyncSession,
+    readings: Mapping[str, tuple[bool, dict[str, Any] | None, str | None, datetime]],
+    pins: Mapping[str, str],
+) -> None:
+    serials = set(readings) | set(pins)
+    units = {
+        u.serial: u for u in (await session.scalars(select(Unit).where(Unit.serial.in_(serials))))
+    }
+    seen = {
+        o.unit_id: o
+        for o in await session.scalars(
+            select(UnitObservation).where(
+                UnitObservation.unit_id.in_([u.id for u in units.values()])
+            )
+        )
+    }
+    for serial, key in pins.items():
+        unit = units.get(serial)
+        if unit is not None and unit.host_key_fingerprint is None:  # first use only: no re-pin
+            unit.host_key_fingerprint = key
+    for serial, (reachable, values, error, at) in readings.items():
+        unit = units.get(serial)
+        if unit is None:
+            continue  # the unit left the inventory while the operation ran
+        row = seen.get(unit.id)
+        if row is None:
+            row = UnitObservation(unit_id=unit.id)
+            session.add(row)
+        row.reachable = reachable
+        if error is not None:
+            row.last_error, row.last_error_at = error, at
+        if values is not None:
+            row.observed_at = at
+            row.read_values = dict(values)
+            row.wan_mode = values.get("wan_mode")
+            row.tunnel_state = values.get("tunnel_state")
+            row.account_state = values.get("account_state")
+
+
+class StepWriter:
+    """Writes what many runs flush at about the same time in one transaction: with hundreds
+    of operations running, a transaction per run and flush cost more daemon CPU than their
+    SSH sessions. `write` returns once its record is written, as a flush of its own would."""
+
+    def __init__(
+        self, store: Store, redactor: Redactor, *, linger: float = 0.05, limit: int = 200
+    ) -> None:
+        self._store = store
+        self._redactor = redactor
+        self._linger = linger
+        self._limit = limit
+        self._waiting: list[tuple[Claimed, Record, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, op: Claimed, record: Record) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((op, record, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_soon(), name="engine-steps")
+        await future
+
+    async def _write_soon(self) -> None:
+        await asyncio.sleep(self._linger)  # let the other runs' flushes join this one
+        while self._waiting:
+            group, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+            try:
+                await self._write([(op, record) for op, record, _ in group])
+            except Exception:
+                # one record that cannot be written must not fail the others' flushes
+                for op, record, future in group:
+                    try:
+                        await self._write([(op, record)])
+                    except Exception as exc:
+                        _settle(future, exc)
+                    else:
+                        _settle(future, None)
+            else:
+                for _op, _record, future in group:
+                    _settle(future, None)
+
+    async def _write(self, runs: list[tuple[Claimed, Record]]) -> None:
+        async with self._store.transaction() as session:
+            await write_records(session, runs, self._redactor)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the run was cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class RunContext:
+    """`fleetd.workflows.base.OpContext` for one run of one operation."""
+
+    def __init__(
+        self,
+        op: Claimed,
+        *,
+        store: Store,
+        box: SecretBox,
+        redactor: Redactor,
+        clock: Clock,
+        calendar: BusinessCalendar,
+        load_driver: DriverLoader,
+        transport: str,
+        timeouts: Timeouts,
+        flush_seconds: float = 1.0,
+        step_writer: StepWriter | None = None,
+    ) -> None:
+        self.op = op
+        self.op_id = op.id
+        self.kind = op.kind
+        self.unit_serial = op.unit_serial
+        self.customer_code = op.customer_code
+        self.params = op.params
+        self.attempt = op.attempts
+        self.requested_by = op.requested_by
+        self.batch_id = op.batch_id
+        self.deadline = op.deadline
+        self.clock = clock
+        self.calendar = calendar
+        self.box = box
+        self.redactor = redactor
+        # a first attempt has no history yet: its steps are numbered from 1 without a query
+        self.record = Record(after=0 if op.attempts == 1 else None)
+        self._store = store
+        self._load_driver = load_driver
+        self._transport = transport
+        self._timeouts = timeouts
+        self._flush_seconds = flush_seconds
+        self._step_writer = step_writer
+        self._last_flush = time.monotonic()
+        self._targets: dict[str, UnitTarget] = {}  # read once per run, not once per session
+        self.secrets: Mapping[str, str] = open_secrets(box, op.secret_params)
+        for value in self.secrets.values():
+            redactor.add_secret(value)
+
+    # ----- inventory -------------------------------------------------------------------
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        # a workflow reads, then writes: on SQLite it takes the write lock up front, or a
+        # concurrent writer would make its write fail with "database is locked"
+        return self._store.transaction(write_lock=True)
+
+    async def step(self, name: str, ok: bool = True, detail: str = "") -> None:
+        at = self.clock.now()
+        self.record.steps.append((name, ok, detail, at))
+        log.log(
+            logging.INFO if ok else logging.WARNING,
+            "op %s %s %s: %s %s",
+            self.op_id,
+            self.kind,
+            self.unit_serial or self.customer_code,
+            name,
+            self.redactor.redact(detail),
+        )
+        if time.monotonic() - self._last_flush >= self._flush_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what the run has recorded so far (its own transaction)."""
+        self._last_flush = time.monotonic()
+        if not self.record:
+            return
+        record = self.record.take()
+        if self._step_writer is not None:
+            await self._step_writer.write(self.op, record)
+            return
+        async with self._store.transaction() as session:
+            await write_records(session, [(self.op, record)], self.redactor)
+
+    async def audit(
+        self,
+        action: str,
+        target: str,
+        *,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        detail: str = "",
+    ) -> None:
+        self.record.audits.append(
+            {
+                "actor": self.requested_by,
+                "action": action,
+                "target": target,
+                # the push is audited under the request that asked for it
+                "request_id": self.op.request_id or f"op-{self.op_id}",
+                "before": before,
+                "after": after,
+                "detail": detail,
+                "at": self.clock.now(),
+            }
+        )
+
+    async def observed(self, state: UnitState) -> None:
+        self.record.readings[state.serial] = (
+            True,
+            observation_values(state),
+            None,
+            self.clock.now(),
+        )
+
+    def unreachable(self, serial: str, error: str) -> None:
+        self.record.readings[serial] = (False, None, error, self.clock.now())
+
+    async def follow_up(
+        self,
+        kind: str,
+        *,
+        idempotency_key: str,
+        unit_serial: str | None = None,
+        customer_code: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        not_before: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> Operation:
+        async with self._store.transaction() as session:
+            enqueued = await ops.enqueue(
+                session,
+                kind=kind,
+                idempotency_key=idempotency_key,
+                requested_by=self.requested_by,
+                unit_serial=unit_serial,
+                customer_code=customer_code,
+                params=params,
+                secret_params=seal_secrets(self.box, secrets or {}),
+                not_before=not_before or self.clock.now(),
+                deadline=deadline,
+            )
+            return enqueued.op
+
+    # ----- units -----------------------------------------------------------------------
+    async def target(self, serial: str) -> UnitTarget:
+        known = self._targets.get(serial)
+        if known is not None:
+            return known
+        async with self._store.sessions() as session:
+            unit = await repo.get_unit(session, serial)
+            credential = repo.unit_credential(unit, self.box)
+        if credential.password:
+            self.redactor.add_secret(credential.password)
+        target = UnitTarget(
+            serial=credential.serial,
+            address=credential.host,
+            ssh_port=credential.ssh_port,
+            snmp_port=credential.snmp_port or 161,
+            username=credential.username,
+            password=credential.password,
+            private_key=Path(credential.private_key_path) if credential.private_key_path else None,
+            platform=credential.platform,
+            host_key=credential.host_key_fingerprint,
+            timeouts=self._timeouts,
+        )
+        self._targets[serial] = target
+        return target
+
+    @asynccontextmanager
+    async def _connect(self, serial: str) -> AsyncIterator[UnitDriver]:
+        target = await self.target(serial)
+        driver = self._load_driver(target, self._transport)
+        try:
+            async with driver:
+                if target.host_key is None and driver.seen_host_key:
+                    self.record.pins[serial] = driver.seen_host_key
+                    # the run's next session checks the key its first one saw
+                    self._targets[serial] = dataclasses.replace(
+                        target, host_key=driver.seen_host_key
+                    )
+                yield _Observed(driver, self)
+        except (Unreachable, Timeout) as exc:
+            self.unreachable(serial, exc.detail)
+            raise
+
+    def connect(self, serial: str) -> AbstractAsyncContextManager[UnitDriver]:
+        return self._connect(serial)
+
+
+class _Observed:
+    """A driver whose readings land in the run's record (the unit's observation)."""
+
+    def __init__(self, driver: UnitDriver, ctx: RunContext) -> None:
+        self._driver = driver
+        self._ctx = ctx
+        self.target = driver.target
+
+    @property
+    def seen_host_key(self) -> str | None:
+        return self._driver.seen_host_key
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def read_state(self) -> UnitState:
+        state = await self._driver.read_state()
+        await self._ctx.observed(state)
+        return state
+
+    async def stage(self, change: Change) -> None:
+        await self._driver.stage(change)
+
+    async def diff(self) -> list[DiffLine]:
+        return await self._driver.diff()
+
+    async def commit_confirmed(self, minutes: int) -> None:
+        await self._driver.commit_confirmed(minutes)
+
+    async def commit(self) -> None:
+        await self._driver.commit()
+
+    async def confirm(self) -> None:
+        await self._driver.confirm()
+
+    async def rollback(self) -> None:
+        await self._driver.rollback()
+
+    async def discard(self) -> None:
+        await self._driver.discard()
+
+    async def history(self) -> list[CommitEntry]:
+        return await self._driver.history()
+
+    async def open_shell(
+        self, *, term_type: str = "xterm", columns: int = 80, rows: int = 24
+    ) -> Shell:
+        return await self._driver.open_shell(term_type=term_type, columns=columns, rows=rows)
