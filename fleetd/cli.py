@@ -5,6 +5,10 @@
     fleetd import contracts FILE [options]    the operator's contract export
     fleetd import v6-orders FILE [options]    the partner ISP's 4over6 order list
     fleetd import fleet FILE [options]        the fleet file of `fleet-sim serve --inventory-out`
+    fleetd users add NAME --role ROLE         a staff user; prints the API token once
+    fleetd users token NAME | add-key NAME FILE   a new token; an SSH key for the bastion
+    fleetd month-end preview|run [--month M]  the month-end account stop: who stops, or write it
+    fleetd schedule                           the scheduled jobs and when each fires next
 
 Exit status: 0 done; 1 the input was refused (rows breaking the rules: nothing written);
 2 a configuration problem (no or wrong secret key, database unreachable or not migrated,
@@ -18,6 +22,8 @@ with the errors mapped to one clear line and the exit statuses above.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
@@ -31,6 +37,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
 
+from fleetd import monthend, scheduler
+from fleetd.calendar import jst_month, month_end_stop_at, parse_month
+from fleetd.clock import JST, SystemClock
 from fleetd.settings import Settings
 from inventory.errors import FleetError, SecretKeyError, StoreError
 from inventory.imports import ImportReport, importer_for, run_import
@@ -246,6 +255,203 @@ class _Bar:
         self._progress.stop()
 
 
+# --- month-end account stops and the schedule ---------------------------------------------
+
+MonthOpt = Annotated[
+    str | None,
+    typer.Option("--month", help="YYYY-MM, a month in Japan time (default: the current one)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+
+
+def _month(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return jst_month(SystemClock().now())
+    try:
+        return parse_month(text)
+    except ValueError:
+        fail(f'--month "{text}": expected YYYY-MM, e.g. 2026-11', 2)
+
+
+def month_end_preview(
+    ctx: typer.Context, month: MonthOpt = None, json_out: JsonFlag = False
+) -> None:
+    """Which accounts the month-end stop will stop (items cancelled that month, V4 and V6)."""
+    year, mon = _month(month)
+    url = state(ctx).settings.database_url
+
+    async def go() -> list[monthend.DueStop]:
+        async with open_store(url) as store:
+            await store.require_current()
+            async with store.sessions() as session:
+                return await monthend.preview(session, year, mon)
+
+    due = run(go())
+    stop_at = month_end_stop_at(year, mon)
+    if json_out:
+        doc = {
+            "month": f"{year:04d}-{mon:02d}",
+            "stop_at": stop_at.astimezone(JST).isoformat(),
+            "stops": [d.as_dict() for d in due],
+        }
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    typer.echo(
+        f"{year:04d}-{mon:02d}: {len(due)} accounts to stop at {monthend.format_jst(stop_at)}"
+    )
+    if due:
+        typer.echo(
+            f"{'customer':<10} {'item':<14} {'serial':<13} {'role':<7} {'cancelled':<11} "
+            "operation    name"
+        )
+    for d in due:
+        op = f"#{d.operation_id} {d.operation_state}" if d.operation_id else "not yet"
+        typer.echo(
+            f"{d.customer_code:<10} {d.item_no:<14} {d.serial:<13} {d.role:<7} "
+            f"{d.cancellation_date.isoformat():<11} {op:<12} {d.customer_name}"
+        )
+
+
+def month_end_run(ctx: typer.Context, month: MonthOpt = None, json_out: JsonFlag = False) -> None:
+    """Write the month's account stops now (those already written are left as they are)."""
+    year, mon = _month(month)
+    cli = state(ctx)
+
+    async def go() -> monthend.ReconcileResult:
+        async with open_store(cli.settings.database_url) as store:
+            await store.require_current()
+            async with store.transaction(write_lock=True) as session:
+                return await monthend.reconcile(
+                    session,
+                    year,
+                    mon,
+                    now=SystemClock().now(),
+                    requested_by=_cli_user(),
+                    redactor=cli.redactor,
+                )
+
+    result = run(go())
+    rows = [
+        {"operation_id": r.op.id, "state": r.op.state, "created": r.created, **r.stop.as_dict()}
+        for r in result.items
+    ]
+    if json_out:
+        doc = {
+            "month": f"{year:04d}-{mon:02d}",
+            "created": result.created,
+            "already": result.already,
+            "operations": rows,
+        }
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    typer.echo(result.summary())
+    for r in result.items:
+        how = "created" if r.created else f"already there, {r.op.state}"
+        typer.echo(
+            f"  operation {r.op.id}: {r.stop.serial} item {r.stop.item_no} of customer "
+            f"{r.stop.customer_code} ({how})"
+        )
+
+
+def _cli_user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"[:100]
+    except (OSError, KeyError):  # no user name in a bare container
+        return "cli"
+
+
+def schedule(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Every scheduled job with its next fire time (JST), as a daemon started now has them."""
+    try:
+        config = scheduler.ScheduleConfig()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        fail(f"setting FLEETD_{str(error['loc'][0]).upper()}: {error['msg']}", 2)
+    found = scheduler.jobs(config=config)
+    if json_out:
+        typer.echo(json.dumps([j.as_dict() for j in found], indent=2))
+        return
+    for job in found:
+        when = job.next_fire.strftime("%Y-%m-%d %H:%M:%S JST") if job.next_fire else "paused"
+        typer.echo(f"{job.id:<17} next {when}   {job.trigger}")
+
+
+# --- staff users --------------------------------------------------------------------------
+
+
+def _users_change(ctx: typer.Context, action: str, target: str, change: Any) -> Any:
+    """Run `change(session)` in one transaction with its audit entry (actor: the OS user)."""
+    from inventory import audit
+
+    url = state(ctx).settings.database_url
+
+    async def go() -> Any:
+        async with open_store(url) as store:
+            await store.require_current()
+            async with store.transaction(write_lock=True) as session:
+                result, after = await change(session)
+                actor = f"cli:{getpass.getuser()}"
+                await audit.record(session, actor=actor, action=action, target=target, after=after)
+                return result
+
+    return run(go())
+
+
+def users_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Login name: lower case, also the SSH name.")],
+    role: Annotated[str, typer.Option("--role", help="cs, tech, admin or auditor.")],
+) -> None:
+    """Add a staff user and print their API token (shown this once, stored hashed)."""
+    from inventory import users
+
+    async def change(session: Any) -> tuple[str, dict[str, str]]:
+        _user, token = await users.create_user(session, name, role)
+        return token, {"role": role}
+
+    token = _users_change(ctx, "user_create", name, change)
+    typer.echo(f"added {name} ({role}); their API token, shown this once:", err=True)
+    typer.echo(token)
+
+
+def users_token(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user's login name.")]
+) -> None:
+    """Give a user a new API token (the old one stops working); printed this once."""
+    from inventory import users
+
+    async def change(session: Any) -> tuple[str, dict[str, str]]:
+        return await users.new_user_token(session, name), {}
+
+    token = _users_change(ctx, "user_token", name, change)
+    typer.echo(f"new API token for {name}, shown this once:", err=True)
+    typer.echo(token)
+
+
+def users_add_key(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The user's login name.")],
+    keyfile: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="An OpenSSH .pub file."),
+    ],
+) -> None:
+    """Register an SSH public key for remote login through the bastion."""
+    from inventory import users
+
+    try:
+        text = keyfile.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {keyfile}: {exc}", 1)
+
+    async def change(session: Any) -> tuple[str, dict[str, str]]:
+        key = await users.add_ssh_key(session, name, text)
+        return key.fingerprint, {"fingerprint": key.fingerprint}
+
+    fingerprint = _users_change(ctx, "user_add_key", name, change)
+    typer.echo(f"{name} may log in with the key {fingerprint}")
+
+
 # --- the application --------------------------------------------------------------------
 
 
@@ -270,6 +476,24 @@ def create_app() -> typer.Typer:
     imports.command("v6-orders")(import_v6_orders)
     imports.command("fleet")(import_fleet)
     app.add_typer(imports, name="import")
+    month_end = typer.Typer(
+        help="The month-end account stop: every unit whose contract item is cancelled that "
+        "month (V4 and V6 alike) is stopped at 23:59 JST on its last day.",
+        no_args_is_help=True,
+    )
+    month_end.command("preview")(month_end_preview)
+    month_end.command("run")(month_end_run)
+    app.add_typer(month_end, name="month-end")
+    app.command("schedule")(schedule)
+    from fleetd import cli_ops, daemon
+
+    app.command()(daemon.serve)
+    cli_ops.add_commands(app)
+    staff = typer.Typer(help="Staff users of the API and the bastion.", no_args_is_help=True)
+    staff.command("add")(users_add)
+    staff.command("token")(users_token)
+    staff.command("add-key")(users_add_key)
+    app.add_typer(staff, name="users")
     return app
 
 
