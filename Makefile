@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 DEB_TOOLS := ssh:openssh-client snmpget:snmp tmux:tmux
 STATE     ?= var/demo
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-quick lint clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# `make bench` writes docs/benchmarks.md; `make bench-quick` runs each benchmark small
+bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
+
+bench-quick: setup $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) var

@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import sim_sessions
+from benchmarks import lookup, memory, monthend, rotation, side_by_side, sim_sessions, sweep
 
 
 class DriverRates:
@@ -45,8 +47,19 @@ class DriverRates:
         return "```\n" + result["output"].strip() + f"\n```\n(exit status {result['status']})"
 
 
-BENCHMARKS: list[Any] = [sim_sessions, DriverRates]
+BENCHMARKS: list[Any] = [
+    rotation,
+    side_by_side,
+    monthend,
+    sweep,
+    lookup,
+    memory,
+    sim_sessions,
+    DriverRates,
+]
 OUT = Path("docs/benchmarks.md")
+QUICK_OUT = Path("var/bench/quick.md")  # a smoke test's figures are not the documented ones
+NOTES = Path("benchmarks/notes.md")  # what the figures mean: the floors and where they are
 
 
 def machine() -> str:
@@ -69,31 +82,76 @@ def machine() -> str:
     )
 
 
-async def main_async(quick: bool) -> str:
+def key(bench: Any) -> str:
+    """The name `--only` knows a benchmark by: its module's."""
+    if isinstance(bench, type):
+        return "drivers_rates"
+    return str(bench.__name__).rsplit(".", 1)[-1]
+
+
+async def main_async(quick: bool, only: set[str] | None = None) -> dict[str, Any]:
+    """Run the benchmarks; their results by module, with the machine and the date."""
+    results: dict[str, Any] = {}
+    for bench in BENCHMARKS:
+        if only and key(bench) not in only:
+            continue
+        print(f"== {bench.NAME}", flush=True)
+        started = time.perf_counter()
+        result: dict[str, Any] = await bench.run(quick)
+        result["_took_s"] = time.perf_counter() - started
+        results[key(bench)] = result
+    return {
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "quick": quick,
+        "results": results,
+    }
+
+
+def write_doc(run: dict[str, Any]) -> str:
+    """docs/benchmarks.md from the results of a run."""
     sections = []
     for bench in BENCHMARKS:
-        print(f"== {bench.NAME}", flush=True)
-        result: dict[str, Any] = await bench.run(quick)
+        result = run["results"].get(key(bench))
+        if result is None:
+            continue
         sections.append(
-            f"## {bench.NAME}\n\nCommand: `{bench.COMMAND}`\n\n{bench.render(result)}\n"
+            f"## {bench.NAME}\n\nCommand: `{bench.COMMAND}` "
+            f"(this section took {result['_took_s']:.0f} s)\n\n{bench.render(result)}\n"
         )
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         "# Benchmarks\n\n"
-        f"Written by `make bench` on {when}, on {machine()}.\n"
+        f"Written by `make bench` on {run['when']}, on {run['machine']}.\n"
         "The simulator always runs in a process of its own, so the CPU figures of each side "
         "are measured apart (from /proc). Figures are medians of the runs shown; the machine is "
         "shared, so compare ratios taken in one run rather than figures from different days.\n\n"
     )
-    return head + "\n".join(sections)
+    notes = NOTES.read_text() if NOTES.exists() and not run["quick"] else ""
+    return head + notes + "\n".join(sections)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--out", default="", help=f"default {OUT}; {QUICK_OUT} with --quick")
+    parser.add_argument(
+        "--render-only", action="store_true", help="write the page again from the saved results"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated benchmark modules, e.g. rotation,sweep"
+    )
     args = parser.parse_args()
-    text = asyncio.run(main_async(args.quick))
+    args.out = args.out or str(QUICK_OUT if args.quick else OUT)
+    only = {name.strip() for name in args.only.split(",") if name.strip()} or None
+    saved = Path("var/bench") / (Path(args.out).stem + ".json")
+    if args.render_only:
+        run = json.loads(saved.read_text())
+    else:
+        run = asyncio.run(main_async(args.quick, only))
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(run, indent=1))
+    text = write_doc(run)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
 
