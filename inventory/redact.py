@@ -39,7 +39,8 @@ class Redactor:
 
     def __init__(self) -> None:
         self._words: set[str] = set()  # secrets without whitespace
-        self._lengths: set[int] = set()  # their lengths
+        # their lengths, by their first MIN_SECRET_LENGTH characters
+        self._lengths: dict[str, set[int]] = {}
         self._phrases: set[str] = set()  # secrets with whitespace inside: searched as text
 
     def add_secret(self, value: str) -> None:
@@ -47,7 +48,7 @@ class Redactor:
             return
         if _RUN.fullmatch(value):
             self._words.add(value)
-            self._lengths.add(len(value))
+            self._lengths.setdefault(value[:MIN_SECRET_LENGTH], set()).add(len(value))
         else:
             self._phrases.add(value)
 
@@ -64,14 +65,20 @@ class Redactor:
         return text
 
     def _known_in(self, text: str) -> set[str]:
-        # Every window of a known secret's length inside each run of non-blank characters is
-        # looked up in a set: the cost follows the message, not the number of secrets.
+        # At each position of each run of non-blank characters, the next few characters are
+        # looked up first; only a secret that starts so is compared, at its own length. The
+        # cost follows the message, not the number of secrets or of their lengths.
         hits: set[str] = set()
+        head = MIN_SECRET_LENGTH
         for run in _RUN.findall(text):
-            for length in self._lengths:
-                for start in range(len(run) - length + 1):
+            end = len(run)
+            for start in range(end - head + 1):
+                lengths = self._lengths.get(run[start : start + head])
+                if lengths is None:
+                    continue
+                for length in lengths:
                     window = run[start : start + length]
-                    if window in self._words:
+                    if start + length <= end and window in self._words:
                         hits.add(window)
         return hits
 

@@ -98,3 +98,13 @@ async def test_an_import_at_debug_logs_no_password(
     assert report.written
     assert any("INSERT INTO units" in r.getMessage() for r in caplog.records)
     assert _leaks(caplog, CANARY) == []
+
+
+def test_secrets_that_start_alike_are_each_masked_at_their_own_length(
+    redactor: Redactor,
+) -> None:
+    # one shares the other's first characters; each must be found, the longer one whole
+    redactor.add_secret("Shop2024")
+    redactor.add_secret("Shop2024-guest!x")
+    text = "old=xShop2024-guest!xy new:Shop2024, at the end Shop202"
+    assert redactor.redact(text) == f"old=x{MASK}y new:{MASK}, at the end Shop202"
