@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from drivers import uspot
 from drivers.base import (
@@ -28,7 +28,9 @@ from drivers.base import (
     UnitTarget,
 )
 from drivers.transport import CliProfile, Transport, TransportFactory
-from inventory.errors import CommandFailed
+from inventory.errors import CommandFailed, GarbledAnswer
+
+_T = TypeVar("_T")
 
 PROFILE = CliProfile(
     name=uspot.PLATFORM,
@@ -80,20 +82,33 @@ class UspotDriver:
 
     # ----- reading -----------------------------------------------------------------------
     async def read_state(self) -> UnitState:
-        status = uspot.parse_status(await self._run(uspot.SHOW_STATUS))
+        status = await self._read(uspot.parse_status, uspot.SHOW_STATUS)
         wan = None
         if status.role == "parent":  # a child or an access point refuses "show wan"
-            wan = uspot.parse_wan(await self._run(uspot.SHOW_WAN))
-        wlan = uspot.parse_wlan(await self._run(uspot.SHOW_WLAN))
-        lamps = uspot.parse_lamps(await self._run(uspot.SHOW_LAMPS))
-        running = uspot.parse_config(await self._run(uspot.SHOW_RUNNING))
+            wan = await self._read(uspot.parse_wan, uspot.SHOW_WAN)
+        wlan = await self._read(uspot.parse_wlan, uspot.SHOW_WLAN)
+        lamps = await self._read(uspot.parse_lamps, uspot.SHOW_LAMPS)
+        running = await self._read(uspot.parse_config, uspot.SHOW_RUNNING)
         return uspot.build_state(status, wan, wlan, lamps, running, self._now())
 
     async def history(self) -> list[CommitEntry]:
-        return uspot.parse_history(await self._run(uspot.SHOW_HISTORY))
+        return await self._read(uspot.parse_history, uspot.SHOW_HISTORY)
 
     async def diff(self) -> list[DiffLine]:
-        return uspot.parse_diff(await self._run(uspot.SHOW_DIFF, mode=CONFIGURATION))
+        return await self._read(uspot.parse_diff, uspot.SHOW_DIFF, mode=CONFIGURATION)
+
+    async def _read(
+        self, parse: Callable[[str], _T], command: str, *, mode: Mode | None = None
+    ) -> _T:
+        """A show command's answer, parsed; one that cannot be understood is an error of the
+        unit's (retried later), never a crash of the workflow that asked."""
+        output = await self._run(command, mode=mode)
+        try:
+            return parse(output)
+        except uspot.ParseError as exc:
+            raise GarbledAnswer(
+                self.target.serial, f"the answer to {command!r} could not be read: {exc}"
+            ) from exc
 
     # ----- changing ----------------------------------------------------------------------
     async def stage(self, change: Change) -> None:

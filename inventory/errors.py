@@ -78,6 +78,13 @@ class Timeout(UnitError):
     retryable = True
 
 
+class GarbledAnswer(UnitError):
+    """The unit's answer was cut short or not in the documented format (a line dropping
+    characters, a transport that stopped reading too early): read again later."""
+
+    retryable = True
+
+
 class AuthFailed(UnitError):
     pass
 

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.base import CONFIGURATION, Change, Mode, Shell, UnitTarget
 from drivers.uspot_driver import UspotDriver
-from inventory.errors import CommandFailed
+from inventory.errors import CommandFailed, GarbledAnswer
 from tests.drivers.test_uspot_platform import (
     SHOW_LAMPS,
     SHOW_RUNNING,
@@ -158,3 +158,13 @@ def test_strip_echo() -> None:
     assert strip_echo("show lamps\nPOWER: on", "show lamps") == "POWER: on"
     assert strip_echo("US01SP000000> show lamps\nPOWER: on", "show lamps") == "POWER: on"
     assert strip_echo("POWER: on\nWAN: on", "show lamps") == "POWER: on\nWAN: on"
+
+
+async def test_an_answer_cut_short_is_a_unit_error_read_again_later() -> None:
+    # the first lines of "show status" lost, as on a line that drops characters
+    cut = "\n".join(SHOW_STATUS.splitlines()[-2:])
+    async with UspotDriver(TARGET, FakeTransport(unit_answers(status=cut))) as driver:
+        with pytest.raises(GarbledAnswer) as caught:
+            await driver.read_state()
+    assert caught.value.retryable and caught.value.serial == TARGET.serial
+    assert "the answer to 'show status' could not be read: missing fields" in str(caught.value)
