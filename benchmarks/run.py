@@ -99,6 +99,7 @@ async def main_async(quick: bool, only: set[str] | None = None) -> dict[str, Any
         started = time.perf_counter()
         result: dict[str, Any] = await bench.run(quick)
         result["_took_s"] = time.perf_counter() - started
+        result["_when"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         results[key(bench)] = result
     return {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -117,7 +118,8 @@ def write_doc(run: dict[str, Any]) -> str:
             continue
         sections.append(
             f"## {bench.NAME}\n\nCommand: `{bench.COMMAND}` "
-            f"(this section took {result['_took_s']:.0f} s)\n\n{bench.render(result)}\n"
+            f"(this section took {result['_took_s']:.0f} s, ended {result.get('_when', run['when'])})"
+            f"\n\n{bench.render(result)}\n"
         )
     head = (
         "# Benchmarks\n\n"
@@ -148,6 +150,10 @@ def main() -> None:
         run = json.loads(saved.read_text())
     else:
         run = asyncio.run(main_async(args.quick, only))
+        if only and saved.exists():  # a section run again: the others stay as they were
+            earlier = json.loads(saved.read_text())
+            if earlier.get("quick") == run["quick"]:
+                run["results"] = {**earlier["results"], **run["results"]}
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(run, indent=1))
     text = write_doc(run)

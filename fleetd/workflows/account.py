@@ -21,6 +21,8 @@ from drivers.base import Change, UnitState
 from fleetd.workflows.base import ACCOUNT_RESUME, ACCOUNT_STOP, OpContext, RequestContext
 from fleetd.workflows.common import (
     Planned,
+    Pushed,
+    Verify,
     audit_push,
     base_key,
     check_params,
@@ -124,25 +126,31 @@ def _wlan(state: UnitState, net: str) -> Any:
     return state.business if net == "business" else state.guest
 
 
+async def _set_account(
+    ctx: OpContext, kind: str, state: AccountState, problem: Verify, *, what: str, stuck: str
+) -> tuple[str, Pushed]:
+    """Push the account state to the unit, verified, then record it as intended and audit
+    it; the serial and what the push found."""
+    serial = _serial(ctx)
+    minutes = int(ctx.params.get("confirm_minutes", DEFAULT_CONFIRM_MINUTES))
+    pushed = await push(
+        ctx, serial, _plan(state.value), problem, minutes=minutes, what=what, stuck=stuck
+    )
+    async with writing(ctx) as session:
+        await repo.set_intended_account_state(session, serial, state.value)
+    await audit_push(ctx, kind, serial, pushed)
+    return serial, pushed
+
+
 class AccountStop:
     kind = ACCOUNT_STOP
     default_deadline = timedelta(hours=12)
 
     async def run(self, ctx: OpContext) -> str:
-        serial = _serial(ctx)
-        minutes = int(ctx.params.get("confirm_minutes", DEFAULT_CONFIRM_MINUTES))
-        pushed = await push(
-            ctx,
-            serial,
-            _plan(AccountState.STOPPED.value),
-            stopped_problem,
-            minutes=minutes,
-            what="account stopped",
-            stuck="stop the unit by hand and report it",
-        )
-        async with writing(ctx) as session:
-            await repo.set_intended_account_state(session, serial, AccountState.STOPPED.value)
-        await audit_push(ctx, ACCOUNT_STOP, serial, pushed)
+        serial, pushed = await _set_account(
+            ctx, ACCOUNT_STOP, AccountState.STOPPED, stopped_problem,
+            what="account stopped", stuck="stop the unit by hand and report it",
+        )  # fmt: skip
         await ctx.step(
             "awaiting removal",
             True,
@@ -157,20 +165,10 @@ class AccountResume:
     default_deadline = timedelta(days=1)
 
     async def run(self, ctx: OpContext) -> str:
-        serial = _serial(ctx)
-        minutes = int(ctx.params.get("confirm_minutes", DEFAULT_CONFIRM_MINUTES))
-        pushed = await push(
-            ctx,
-            serial,
-            _plan(AccountState.ACTIVE.value),
-            resumed_problem,
-            minutes=minutes,
-            what="account active",
-            stuck="check the unit's Wi-Fi settings",
-        )
-        async with writing(ctx) as session:
-            await repo.set_intended_account_state(session, serial, AccountState.ACTIVE.value)
-        await audit_push(ctx, ACCOUNT_RESUME, serial, pushed)
+        serial, pushed = await _set_account(
+            ctx, ACCOUNT_RESUME, AccountState.ACTIVE, resumed_problem,
+            what="account active", stuck="check the unit's Wi-Fi settings",
+        )  # fmt: skip
         done = "resumed" if pushed.applied else "already active"
         after = pushed.after
         if after.wan is None:
