@@ -254,6 +254,11 @@ class NetmikoTransport:
                 text += chunk
                 split = self._tracker.split(text)
                 if split is not None:
+                    if not split[0].strip():
+                        # a prompt with nothing before it, not even the echo: one left over
+                        # from the session's start, read before the unit saw the command
+                        text = ""
+                        continue
                     return strip_echo(split[0], command)
                 continue
             if channel.closed or channel.eof_received:
