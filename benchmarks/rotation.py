@@ -25,7 +25,7 @@ BASE = "127.80.0.1"  # a /16 of its own: 10,000 units reach 127.80.39.16
 LATENCY = "rtt=30ms,commit=1s"
 TARGET_WALL_S = 60.0
 TARGET_CPU_MS = 3.0
-SESSIONS_PER_UNIT = 2
+SESSIONS_PER_UNIT = 1  # a Wi-Fi change is verified in the session that made it
 
 NAME = "Fleet rotation: guest passphrase over 10,000 units (RTT 30 ms, commit 1 s)"
 COMMAND = "python -m benchmarks.rotation --units 10000 --runs 1 --parallel 400 --profile var/bench/rotation/profile.raw"
@@ -202,7 +202,7 @@ def render(r: dict[str, Any]) -> str:
         f"{common.verdict(wall <= TARGET_WALL_S)} |",
         f"| failures | {failures} | "
         f"{', '.join(json.dumps(x['states']) for x in runs)} | 0: {common.verdict(failures == 0)} |",
-        f"| daemon CPU per unit session ({SESSIONS_PER_UNIT} sessions per unit) | **{cpu:.2f} ms** "
+        f"| daemon CPU per unit session ({SESSIONS_PER_UNIT} per unit, database included) | **{cpu:.2f} ms** "
         f"| {common.runs_text([x['cpu_ms_per_session'] for x in runs], '{:.2f}', ' ms')} | "
         f"≤ {TARGET_CPU_MS:.0f} ms: {common.verdict(cpu <= TARGET_CPU_MS)} |",
         f"| daemon CPU per unit (whole operation, database included) | "

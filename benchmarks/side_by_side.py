@@ -2,7 +2,7 @@
 by Nornir + netmiko, in one run against one simulator process.
 
 The change is the guest passphrase: set, commit, verify. fleetd runs it as its GUEST_ROTATE
-operation (two sessions: `commit confirmed`, then a new session that verifies and confirms)
+operation (one session: `commit confirmed`, then a read that verifies, then `confirm`)
 over each of its transports; Nornir runs a task of three netmiko steps in one session
 (`send_config_set`, `commit`, `show wlan` checked against the passphrase's fingerprint) on
 its ThreadedRunner with 100 workers. Each contender runs in a process of its own; its CPU is
@@ -184,7 +184,7 @@ def render(r: dict[str, Any]) -> str:
         f"{common.verdict(ratio >= TARGET_RATIO)}. Nornir's CPU per unit over fleetd's: "
         f"{common.median(cpu_ratios):.2f}x ({common.runs_text(cpu_ratios, '{:.2f}', 'x')}); "
         f"fleetd lower: {common.verdict(common.median(cpu_ratios) > 1)}. fleetd does more per "
-        "unit (two sessions, `commit confirmed` then a verified confirm, every step recorded in "
+        "unit (`commit confirmed`, a full read that verifies, `confirm`, every step recorded in "
         "the store); Nornir's task is one session with a plain `commit`.",
     ]
     firsts = [x.get("first_failure") for x in res[NORNIR] if x.get("first_failure")]
