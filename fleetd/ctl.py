@@ -61,6 +61,7 @@ from fleetd.ctl_show import (
     console,
     fail,
     handled,
+    print_answer,
     print_json,
     show_customer,
     show_customers,
@@ -142,10 +143,7 @@ def v6(
             {"live": True} if live else None,
             read_seconds=LIVE_READ_SECONDS if live else None,
         )
-    if as_json:
-        print_json(status)
-    else:
-        show_v6(console(), status)
+    print_answer(status, as_json, show_v6)
 
 
 # --- the registration notice ----------------------------------------------------------------

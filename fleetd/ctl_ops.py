@@ -31,6 +31,7 @@ from fleetd.ctl_show import (
     fail,
     handled,
     op_headline,
+    print_answer,
     print_json,
     show_audit,
     show_batch,
@@ -197,10 +198,7 @@ def ops_list(
     }
     with ApiClient.from_env() as api:
         found = api.get("/operations", params)
-    if as_json:
-        print_json(found)
-    else:
-        show_ops(console(), found)
+    print_answer(found, as_json, show_ops)
 
 
 @handled
@@ -210,10 +208,7 @@ def ops_show(
     """One operation with every step it took."""
     with ApiClient.from_env() as api:
         op = api.get(f"/operations/{op_id}")
-    if as_json:
-        print_json(op)
-    else:
-        show_op(console(), op)
+    print_answer(op, as_json, show_op)
 
 
 @handled
@@ -352,10 +347,7 @@ def batch_show(batch_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fa
     """Where a batch stands: its state, operations by state, failure rate."""
     with ApiClient.from_env() as api:
         batch = api.get(f"/batches/{batch_id}")
-    if as_json:
-        print_json(batch)
-    else:
-        show_batch(console(), batch)
+    print_answer(batch, as_json, show_batch)
 
 
 @handled
@@ -372,10 +364,7 @@ def batch_cancel(batch_id: Annotated[str, typer.Argument()], as_json: JsonOpt = 
     """Cancel what has not started; running operations end on their own."""
     with ApiClient.from_env() as api:
         batch = api.post(f"/batches/{batch_id}/cancel")
-    if as_json:
-        print_json(batch)
-    else:
-        show_batch(console(), batch)
+    print_answer(batch, as_json, show_batch)
 
 
 # --- imports --------------------------------------------------------------------------------
@@ -489,10 +478,7 @@ def month_end_preview(month: MonthOpt = None, as_json: JsonOpt = False) -> None:
     """Which accounts the month-end stop will stop at 23:59 JST on the month's last day."""
     with ApiClient.from_env() as api:
         preview = api.get("/month-end/preview", {"month": month})
-    if as_json:
-        print_json(preview)
-    else:
-        show_month_end(console(), preview)
+    print_answer(preview, as_json, show_month_end)
 
 
 @handled
@@ -529,10 +515,7 @@ def audit(
     }
     with ApiClient.from_env() as api:
         entries = api.get("/audit", params)
-    if as_json:
-        print_json(entries)
-    else:
-        show_audit(console(), entries)
+    print_answer(entries, as_json, show_audit)
 
 
 def add_commands(app: typer.Typer) -> None:

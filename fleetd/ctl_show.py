@@ -63,6 +63,14 @@ def print_json(data: Any, *, compact: bool = False) -> None:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def print_answer(answer: Any, as_json: bool, render: Callable[[Console, Any], None]) -> None:
+    """An API answer: as JSON for scripts (`--json`), else rendered for a person."""
+    if as_json:
+        print_json(answer)
+    else:
+        render(console(), answer)
+
+
 def console() -> Console:
     """The console for what a command prints; wide when it goes to a file or a pipe, so
     columns are not cut."""
