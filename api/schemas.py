@@ -4,19 +4,24 @@ token of `POST /users`, shown that once."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetd.v6status import V6Status
-from inventory.audit import AuditEntry
 from inventory.models import ContractItem, Customer, Line, Unit, UnitObservation
-from inventory.operations import Operation, OperationStep
-from inventory.users import StaffSshKey, StaffUser
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class _RowOut(_Out):
+    """An answer that is one stored row, field for field."""
+
+    @classmethod
+    def of(cls, row: Any) -> Self:
+        return cls.model_validate(row)
 
 
 # ----- customers ---------------------------------------------------------------------------
@@ -182,7 +187,7 @@ class DriftOut(_Out):
 
 
 # ----- operations --------------------------------------------------------------------------
-class OperationOut(_Out):
+class OperationOut(_RowOut):
     id: int
     kind: str
     unit_serial: str | None
@@ -198,21 +203,13 @@ class OperationOut(_Out):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, op: Operation) -> OperationOut:
-        return cls.model_validate(op)
 
-
-class StepOut(_Out):
+class StepOut(_RowOut):
     seq: int
     at: datetime
     step: str
     ok: bool
     detail: str
-
-    @classmethod
-    def of(cls, step: OperationStep) -> StepOut:
-        return cls.model_validate(step)
 
 
 class OperationDetail(OperationOut):
@@ -394,7 +391,7 @@ class ImportOut(BaseModel):
     summary: str
 
 
-class AuditOut(_Out):
+class AuditOut(_RowOut):
     id: int
     at: datetime
     actor: str
@@ -405,30 +402,18 @@ class AuditOut(_Out):
     after: dict[str, Any] | None
     detail: str
 
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditOut:
-        return cls.model_validate(entry)
 
-
-class SshKeyOut(_Out):
+class SshKeyOut(_RowOut):
     fingerprint: str
     public_key: str
     created_at: datetime
 
-    @classmethod
-    def of(cls, key: StaffSshKey) -> SshKeyOut:
-        return cls.model_validate(key)
 
-
-class UserOut(_Out):
+class UserOut(_RowOut):
     name: str
     role: str
     disabled: bool
     created_at: datetime
-
-    @classmethod
-    def of(cls, user: StaffUser) -> UserOut:
-        return cls.model_validate(user)
 
 
 class UserIn(BaseModel):
