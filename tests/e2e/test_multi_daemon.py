@@ -53,16 +53,15 @@ async def _wait_holding(url: str, owner: str, *, seconds: float) -> bool:
     """Poll until `owner` holds a running operation; False if it never does in time."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + seconds
-    while loop.time() < give_up:
-        async with open_store(url) as store, store.sessions() as session:
-            held = await session.scalar(
-                select(func.count()).where(
-                    Operation.state == "running", Operation.lease_owner == owner
-                )
-            )
-        if held:
-            return True
-        await asyncio.sleep(0.05)
+    held_by_owner = select(func.count()).where(
+        Operation.state == "running", Operation.lease_owner == owner
+    )
+    async with open_store(url) as store:
+        while loop.time() < give_up:
+            async with store.sessions() as session:
+                if await session.scalar(held_by_owner):
+                    return True
+            await asyncio.sleep(0.05)
     return False
 
 
