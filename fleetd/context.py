@@ -40,7 +40,7 @@ from fleetd.observe import observation_values
 from fleetd.workflows.base import open_secrets, seal_secrets
 from inventory import audit, repo
 from inventory import operations as ops
-from inventory.errors import Timeout, Unreachable
+from inventory.errors import FleetError, Timeout, Unreachable
 from inventory.models import Unit, UnitObservation
 from inventory.operations import Operation, OperationStep
 from inventory.redact import Redactor
@@ -104,24 +104,34 @@ class Record:
         default_factory=dict
     )
     pins: dict[str, str] = field(default_factory=dict)
+    # intended Wi-Fi a verified push leaves: (serial, network) -> (ssid, passphrase)
+    intents: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)
     after: int | None = None  # the last step number already written, when known
 
     def __bool__(self) -> bool:
-        return bool(self.steps or self.audits or self.readings or self.pins)
+        return bool(self.steps or self.audits or self.readings or self.pins or self.intents)
 
     def take(self) -> Record:
-        taken = Record(self.steps, self.audits, self.readings, self.pins, self.after)
+        taken = Record(self.steps, self.audits, self.readings, self.pins, self.intents, self.after)
         if self.after is not None:
             self.after += len(self.steps)
-        self.steps, self.audits, self.readings, self.pins = [], [], {}, {}
+        self.steps, self.audits, self.readings, self.pins, self.intents = [], [], {}, {}, {}
         return taken
+
+    def kept(self) -> Record:
+        """What must outlive a record that cannot be written: the intended values that
+        match what the units now run (steps, audit and readings are history)."""
+        return Record(intents=self.intents)
 
 
 async def write_records(
-    session: AsyncSession, runs: Sequence[tuple[Claimed, Record]], redactor: Redactor
+    session: AsyncSession,
+    runs: Sequence[tuple[Claimed, Record]],
+    redactor: Redactor,
+    box: SecretBox,
 ) -> None:
-    """Write what runs recorded (steps, audit, readings, pins) in the caller's transaction:
-    a few statements for the whole group, not a few per run."""
+    """Write what runs recorded (steps, audit, readings, pins, intended Wi-Fi) in the
+    caller's transaction: a few statements for the whole group, not a few per run."""
     numbered: list[dict[str, Any]] = []
     for op, record in runs:
         after = record.after
@@ -153,8 +163,9 @@ async def write_records(
             await audit.record(session, redactor=redactor, **entry)
     readings = {serial: seen for _op, record in runs for serial, seen in record.readings.items()}
     pins = {serial: key for _op, record in runs for serial, key in record.pins.items()}
-    if readings or pins:
-        await _write_units(session, readings, pins)
+    intents = {where: values for _op, record in runs for where, values in record.intents.items()}
+    if readings or pins or intents:
+        await _write_units(session, box, readings, pins, intents)
 
 
 async def _renumbered(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,10 +188,12 @@ async def _renumbered(session: AsyncSession, rows: list[dict[str, Any]]) -> list
 
 async def _write_units(
     session: AsyncSession,
+    box: SecretBox,
     readings: Mapping[str, tuple[bool, dict[str, Any] | None, str | None, datetime]],
     pins: Mapping[str, str],
+    intents: Mapping[tuple[str, str], tuple[str | None, str | None]],
 ) -> None:
-    serials = set(readings) | set(pins)
+    serials = set(readings) | set(pins) | {serial for serial, _network in intents}
     units = {
         u.serial: u for u in (await session.scalars(select(Unit).where(Unit.serial.in_(serials))))
     }
@@ -196,6 +209,12 @@ async def _write_units(
         unit = units.get(serial)
         if unit is not None and unit.host_key_fingerprint is None:  # first use only: no re-pin
             unit.host_key_fingerprint = key
+    if any(passphrase is not None for _ssid, passphrase in intents.values()):
+        await repo.check_secret_key(session, box)
+    for (serial, network), (ssid, passphrase) in intents.items():
+        unit = units.get(serial)
+        if unit is not None:  # else the unit left the inventory while the operation ran
+            repo.apply_intended_wifi(unit, box, network, ssid=ssid, passphrase=passphrase)
     for serial, (reachable, values, error, at) in readings.items():
         unit = units.get(serial)
         if unit is None:
@@ -221,10 +240,17 @@ class StepWriter:
     SSH sessions. `write` returns once its record is written, as a flush of its own would."""
 
     def __init__(
-        self, store: Store, redactor: Redactor, *, linger: float = 0.05, limit: int = 200
+        self,
+        store: Store,
+        redactor: Redactor,
+        box: SecretBox,
+        *,
+        linger: float = 0.05,
+        limit: int = 200,
     ) -> None:
         self._store = store
         self._redactor = redactor
+        self._box = box
         self._linger = linger
         self._limit = limit
         self._waiting: list[tuple[Claimed, Record, asyncio.Future[None]]] = []
@@ -258,7 +284,7 @@ class StepWriter:
 
     async def _write(self, runs: list[tuple[Claimed, Record]]) -> None:
         async with self._store.transaction() as session:
-            await write_records(session, runs, self._redactor)
+            await write_records(session, runs, self._redactor, self._box)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -268,6 +294,45 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+def unit_target(unit: Unit, box: SecretBox, redactor: Redactor, timeouts: Timeouts) -> UnitTarget:
+    """How a run reaches `unit`: its credential (password registered with the redactor)."""
+    credential = repo.unit_credential(unit, box)
+    if credential.password:
+        redactor.add_secret(credential.password)
+    return UnitTarget(
+        serial=credential.serial,
+        address=credential.host,
+        ssh_port=credential.ssh_port,
+        snmp_port=credential.snmp_port or 161,
+        username=credential.username,
+        password=credential.password,
+        private_key=Path(credential.private_key_path) if credential.private_key_path else None,
+        platform=credential.platform,
+        host_key=credential.host_key_fingerprint,
+        timeouts=timeouts,
+    )
+
+
+async def unit_targets(
+    session: AsyncSession,
+    serials: Sequence[str],
+    box: SecretBox,
+    redactor: Redactor,
+    timeouts: Timeouts,
+) -> dict[str, UnitTarget]:
+    """The targets of many units in one query; a unit that cannot be reached as stored (no
+    management address, say) is left out, for its run to say why."""
+    if not serials:
+        return {}
+    out: dict[str, UnitTarget] = {}
+    for unit in await session.scalars(select(Unit).where(Unit.serial.in_(set(serials)))):
+        try:
+            out[unit.serial] = unit_target(unit, box, redactor, timeouts)
+        except FleetError:
+            continue
+    return out
 
 
 class RunContext:
@@ -287,6 +352,7 @@ class RunContext:
         timeouts: Timeouts,
         flush_seconds: float = 1.0,
         step_writer: StepWriter | None = None,
+        targets: Mapping[str, UnitTarget] | None = None,
     ) -> None:
         self.op = op
         self.op_id = op.id
@@ -311,7 +377,8 @@ class RunContext:
         self._flush_seconds = flush_seconds
         self._step_writer = step_writer
         self._last_flush = time.monotonic()
-        self._targets: dict[str, UnitTarget] = {}  # read once per run, not once per session
+        # read once per run, not once per session; the engine reads them for a whole claim
+        self._targets: dict[str, UnitTarget] = dict(targets or {})
         self.secrets: Mapping[str, str] = open_secrets(box, op.secret_params)
         for value in self.secrets.values():
             redactor.add_secret(value)
@@ -325,15 +392,17 @@ class RunContext:
     async def step(self, name: str, ok: bool = True, detail: str = "") -> None:
         at = self.clock.now()
         self.record.steps.append((name, ok, detail, at))
-        log.log(
-            logging.INFO if ok else logging.WARNING,
-            "op %s %s %s: %s %s",
-            self.op_id,
-            self.kind,
-            self.unit_serial or self.customer_code,
-            name,
-            self.redactor.redact(detail),
-        )
+        level = logging.INFO if ok else logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "op %s %s %s: %s %s",
+                self.op_id,
+                self.kind,
+                self.unit_serial or self.customer_code,
+                name,
+                self.redactor.redact(detail),
+            )
         if time.monotonic() - self._last_flush >= self._flush_seconds:
             await self.flush()
 
@@ -347,7 +416,7 @@ class RunContext:
             await self._step_writer.write(self.op, record)
             return
         async with self._store.transaction() as session:
-            await write_records(session, [(self.op, record)], self.redactor)
+            await write_records(session, [(self.op, record)], self.redactor, self.box)
 
     async def audit(
         self,
@@ -379,6 +448,14 @@ class RunContext:
             None,
             self.clock.now(),
         )
+
+    def intend_wifi(
+        self, serial: str, network: str, *, ssid: str | None = None, passphrase: str | None = None
+    ) -> None:
+        """Store what the unit's `network` should have from now on, with the operation's
+        outcome (one transaction for it and the values)."""
+        repo.check_intended_wifi(network, ssid=ssid, passphrase=passphrase)
+        self.record.intents[(serial, network)] = (ssid, passphrase)
 
     def unreachable(self, serial: str, error: str) -> None:
         self.record.readings[serial] = (False, None, error, self.clock.now())
@@ -417,21 +494,7 @@ class RunContext:
             return known
         async with self._store.sessions() as session:
             unit = await repo.get_unit(session, serial)
-            credential = repo.unit_credential(unit, self.box)
-        if credential.password:
-            self.redactor.add_secret(credential.password)
-        target = UnitTarget(
-            serial=credential.serial,
-            address=credential.host,
-            ssh_port=credential.ssh_port,
-            snmp_port=credential.snmp_port or 161,
-            username=credential.username,
-            password=credential.password,
-            private_key=Path(credential.private_key_path) if credential.private_key_path else None,
-            platform=credential.platform,
-            host_key=credential.host_key_fingerprint,
-            timeouts=self._timeouts,
-        )
+            target = unit_target(unit, self.box, self.redactor, self._timeouts)
         self._targets[serial] = target
         return target
 

@@ -31,12 +31,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from drivers.base import Timeouts
+from drivers.base import Timeouts, UnitTarget
 from drivers.registry import DEFAULT_TRANSPORT, load_driver
 from fleetd import batches
 from fleetd.calendar import BusinessCalendar
 from fleetd.clock import JST, Clock, SystemClock
-from fleetd.context import Claimed, DriverLoader, Record, RunContext, StepWriter, write_records
+from fleetd.context import (
+    Claimed,
+    DriverLoader,
+    Record,
+    RunContext,
+    StepWriter,
+    unit_targets,
+    write_records,
+)
 from fleetd.workflows.base import Workflow
 from inventory import operations as ops
 from inventory.errors import AuthFailed, FleetError, HostKeyMismatch, UnitError
@@ -117,7 +125,7 @@ class Engine:
         self._on_finished = on_finished
         self._running: dict[int, asyncio.Task[None]] = {}
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._steps = StepWriter(store, self.redactor)  # the runs' flushes, grouped
+        self._steps = StepWriter(store, self.redactor, box)  # the runs' flushes, grouped
         self._wake = asyncio.Event()
         self._stopping = False
         self._writer: asyncio.Task[None] | None = None
@@ -141,10 +149,10 @@ class Engine:
         self._start_helpers()
         try:
             while not self._stopping:
+                self._wake.clear()  # before the claim: a wake during it is not lost
                 claimed = await self.claim()
                 if claimed and self.running < self.limits.parallel:
                     continue  # there may be more due at once
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.limits.poll_seconds)
         finally:
@@ -172,13 +180,11 @@ class Engine:
         runs = 0
         try:
             while True:
+                self._wake.clear()
                 claimed = await self.claim()
                 runs += claimed
                 if self._running:
-                    await asyncio.wait(
-                        list(self._running.values()), return_when=asyncio.FIRST_COMPLETED
-                    )
-                    await self._drain_outcomes()
+                    await self._wake.wait()  # room for a claim's worth, or an outcome written
                     continue
                 written = self._written_total
                 await self._drain_outcomes()
@@ -202,6 +208,9 @@ class Engine:
                 min(free, self.limits.claim_batch),
             )
             claimed = [Claimed.of(row) for row in rows]
+            # every claimed run's unit read at once, not one query per run
+            serials = [op.unit_serial for op in claimed if op.unit_serial]
+            targets = await unit_targets(session, serials, self.box, self.redactor, self.timeouts)
         started = 0
         for op in claimed:
             if op.id in self._running or op.id in self._unwritten:
@@ -209,7 +218,11 @@ class Engine:
                 # just renewed it; the run already under way goes on, never a second one
                 log.warning("op %s: lease renewed late; the run under way goes on", op.id)
                 continue
-            task = asyncio.create_task(self._run_one(op), name=f"op-{op.id}")
+            target = targets.get(op.unit_serial or "")
+            task = asyncio.create_task(
+                self._run_one(op, {op.unit_serial: target} if op.unit_serial and target else {}),
+                name=f"op-{op.id}",
+            )
             self._running[op.id] = task
             task.add_done_callback(self._forget)
             started += 1
@@ -217,9 +230,18 @@ class Engine:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._running.pop(int(task.get_name().removeprefix("op-")), None)
+        # claim again once there is room for a good part of a claim, not after every run:
+        # a claim is a transaction of its own, and runs end one by one
+        room = self.limits.parallel - len(self._running)
+        if not self._running or room >= self._claim_quantum:
+            self._wake.set()
+
+    @property
+    def _claim_quantum(self) -> int:
+        return max(1, min(self.limits.claim_batch, self.limits.parallel) // 8)
 
     # ----- one run ---------------------------------------------------------------------
-    async def _run_one(self, op: Claimed) -> None:
+    async def _run_one(self, op: Claimed, targets: Mapping[str, UnitTarget]) -> None:
         ctx = RunContext(
             op,
             store=self.store,
@@ -231,6 +253,7 @@ class Engine:
             transport=self.transport,
             timeouts=self.timeouts,
             step_writer=self._steps,
+            targets=targets,
         )
         started = time.monotonic()
         workflow = self.workflows.get(op.kind)
@@ -356,7 +379,7 @@ class Engine:
                     "op %s: its record cannot be written; keeping its ending", outcome.op.id
                 )
             try:
-                await self._write([replace(outcome, record=Record())])
+                await self._write([replace(outcome, record=outcome.record.kept())])
             except Exception:
                 log.exception("op %s: its outcome cannot be written", outcome.op.id)
                 return group[:n]
@@ -375,7 +398,7 @@ class Engine:
         ]
         async with self.store.transaction() as session:
             # what the runs did is history whoever holds the lease now: written for all
-            await write_records(session, [(o.op, o.record) for o in group], self.redactor)
+            await write_records(session, [(o.op, o.record) for o in group], self.redactor, self.box)
             ended = await ops.end_many(session, self.owner, endings)
             touched = sorted({o.op.batch_id for o in group if o.op.batch_id and o.op.id in ended})
             for batch_id in touched:
@@ -389,8 +412,9 @@ class Engine:
                     outcome.op.id,
                     outcome.state.value,
                 )
-        if touched:
-            self._wake.set()  # a batch that left its canary has work due
+        if touched or len(self._running) <= self.limits.parallel - self._claim_quantum:
+            # a batch that left its canary, or a unit whose operation ended, has work due
+            self._wake.set()
 
     def _finished(self, outcome: Outcome) -> None:
         log.info(

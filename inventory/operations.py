@@ -293,7 +293,6 @@ async def claim_due(
     earlier_due = exists().where(
         same_unit, other.state.in_(WAITING), other.not_before <= now, other.id < o.id
     )
-    waiting_due = and_(o.state.in_(WAITING), o.not_before <= now)
     # an operation of a batch runs while its batch runs, or in its canary
     batch_open = or_(
         o.batch_id.is_(None),
@@ -309,30 +308,32 @@ async def claim_due(
         o.state == OpState.RUNNING.value,
         or_(o.lease_expires.is_(None), o.lease_expires <= now),
     )
-    query = (
-        select(o)
-        .where(
-            or_(
-                lease_expired,
-                and_(
-                    waiting_due,
-                    batch_open,
-                    or_(o.unit_serial.is_(None), and_(not_(unit_busy), not_(earlier_due))),
-                ),
-            )
+    unit_free = or_(o.unit_serial.is_(None), and_(not_(unit_busy), not_(earlier_due)))
+    # One query per state, each read in the order of the (state, not_before) index and
+    # stopped at `limit`: one query with OR across the states would read every due row and
+    # sort them all, which costs tens of milliseconds per claim with 10,000 queued.
+    queries = [select(o).where(lease_expired)] + [
+        select(o).where(o.state == state, o.not_before <= now, batch_open, unit_free)
+        for state in WAITING
+    ]
+    candidates: list[Operation] = []
+    for query in queries:
+        query = (
+            query.order_by(o.not_before, o.id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
         )
-        .order_by(o.not_before, o.id)
-        .limit(limit)
-        .execution_options(populate_existing=True)
-    )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=o)
-    candidates = (await session.scalars(query)).all()
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=o)
+        candidates.extend((await session.scalars(query)).all())
+    candidates.sort(key=lambda op: (op.not_before, op.id))
 
     room = await _batch_room(session, {op.batch_id for op in candidates if op.batch_id})
     chosen: list[Operation] = []
     units: set[str] = set()
     for op in candidates:
+        if len(chosen) >= limit:
+            break
         if op.unit_serial is not None and op.unit_serial in units:
             continue
         if op.batch_id is not None and op.state != OpState.RUNNING.value:

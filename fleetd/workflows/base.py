@@ -100,6 +100,13 @@ class OpContext(Protocol):
         """Record a reading of a unit made outside `connect` (e.g. a verification re-read)."""
         ...
 
+    def intend_wifi(
+        self, serial: str, network: str, *, ssid: str | None = None, passphrase: str | None = None
+    ) -> None:
+        """Store the unit's intended Wi-Fi (checked now; written with the operation's outcome,
+        in the same transaction)."""
+        ...
+
     async def audit(
         self,
         action: str,

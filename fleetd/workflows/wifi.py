@@ -48,7 +48,6 @@ from fleetd.workflows.common import (
     push,
     shared_secrets,
     write_operations,
-    writing,
 )
 from inventory import repo
 from inventory.domain import ItemCode, ItemStatus
@@ -208,10 +207,7 @@ async def _apply_wifi(
     plan, verify = _wifi_plan(serial, network, ssid, passphrase)
     minutes = int(ctx.params.get("confirm_minutes", DEFAULT_CONFIRM_MINUTES))
     pushed = await push(ctx, serial, plan, verify, minutes=minutes, what=what, reconnect=False)
-    async with writing(ctx) as session:
-        await repo.set_intended_wifi(
-            session, serial, ctx.box, network, ssid=ssid, passphrase=passphrase
-        )
+    ctx.intend_wifi(serial, network, ssid=ssid, passphrase=passphrase)
     await ctx.step("record", True, f"intended {network} Wi-Fi stored")
     await audit_push(ctx, ctx.kind, serial, pushed)
     return pushed.applied

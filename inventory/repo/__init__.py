@@ -43,6 +43,8 @@ from inventory.repo.keys import check_secret_key
 from inventory.repo.units import (
     PASSPHRASE,
     PASSWORD,
+    apply_intended_wifi,
+    check_intended_wifi,
     check_unit,
     find_unit,
     get_observation,
@@ -66,7 +68,9 @@ __all__ = [
     "PASSWORD",
     "Change",
     "Upserted",
+    "apply_intended_wifi",
     "check_contract_item",
+    "check_intended_wifi",
     "check_secret_key",
     "check_unit",
     "customer_codes_by_id",

@@ -179,21 +179,38 @@ async def set_intended_wifi(
     passphrase: str | None = None,
 ) -> Upserted[Unit]:
     """Record what a unit's business or guest network should have (passphrase encrypted)."""
+    check_intended_wifi(network, ssid=ssid, passphrase=passphrase)
+    unit = await get_unit(session, serial)
+    if passphrase is not None:
+        await check_secret_key(session, box)
+    changed = apply_intended_wifi(unit, box, network, ssid=ssid, passphrase=passphrase)
+    return Upserted(unit, _changed(changed))
+
+
+def check_intended_wifi(network: str, *, ssid: str | None, passphrase: str | None) -> None:
+    """The rules intended Wi-Fi values keep (checked before anything is written)."""
     if network not in PASSPHRASE:
         raise RuleViolation("network", network, "a Wi-Fi network is business or guest")
-    unit = await get_unit(session, serial)
-    changed = False
     if ssid is not None:
         assert_ssid(ssid, field=f"{network}_ssid")
-        changed = _assign(unit, {f"intended_{network}_ssid": ssid})
     if passphrase is not None:
         assert_passphrase(passphrase, field=f"{network}_passphrase")
-        await check_secret_key(session, box)
+
+
+def apply_intended_wifi(
+    unit: Unit, box: SecretBox, network: str, *, ssid: str | None, passphrase: str | None
+) -> bool:
+    """Set checked intended Wi-Fi values on a loaded unit (the caller has checked the secret
+    key in its transaction); whether anything changed."""
+    changed = False
+    if ssid is not None:
+        changed = _assign(unit, {f"intended_{network}_ssid": ssid})
+    if passphrase is not None:
         column = f"intended_{network}_passphrase_enc"
         if not box.matches(getattr(unit, column), passphrase, purpose=PASSPHRASE[network]):
             setattr(unit, column, box.encrypt(passphrase, purpose=PASSPHRASE[network]))
             changed = True
-    return Upserted(unit, _changed(changed))
+    return changed
 
 
 def intended_passphrase(unit: Unit, box: SecretBox, network: str) -> str | None:

@@ -17,8 +17,10 @@ from fleetd.clock import ManualClock
 from fleetd.engine import Engine, Limits
 from fleetd.workflows.base import OpContext, RequestContext
 from inventory import operations as ops
+from inventory import repo
 from inventory.errors import AuthFailed, RuleViolation, Unreachable, VerificationFailed
 from inventory.operations import Operation
+from inventory.records import CustomerData, UnitData
 from inventory.redact import Redactor
 from inventory.secrets import SecretBox
 from inventory.store import Store
@@ -96,6 +98,45 @@ async def test_a_workflow_that_returns_succeeds_with_its_steps(
     async with store.sessions() as session:
         steps = await ops.steps(session, op_id)
     assert [(s.step, s.ok) for s in steps] == [("read", True), ("succeeded", True)]
+
+
+async def test_intended_wifi_is_stored_with_the_outcome_even_when_the_history_cannot_be(
+    store: Store, box: SecretBox, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a unit now runs is kept as intended whatever else of the run is lost: staff
+    and the drift check compare the unit against it."""
+    async with store.transaction() as session:
+        await repo.upsert_customer(session, CustomerData("138300001", "カフェ木村"))
+        await repo.upsert_unit(session, UnitData(SERIALS[0], "138300001", "parent"))
+
+    async def script(ctx: OpContext) -> str:
+        ctx.intend_wifi(SERIALS[0], "guest", ssid="Cafe Kimura", passphrase="Rotated-9-Kimura")
+        # an audit entry that cannot be stored: the run's history is lost with it
+        await ctx.audit("guest_rotate", SERIALS[0], after={"unstorable": object()})
+        return "guest passphrase rotated"
+
+    op_id = await enqueue(store, SERIALS[0])
+    with caplog.at_level("ERROR", logger="fleetd.engine"):
+        await engine_for(store, box, Scripted(script), clock).run_until_idle()
+    assert "its record cannot be written; keeping its ending" in caplog.text
+    assert (await get(store, op_id)).state == "succeeded"
+    async with store.sessions() as session:
+        unit = await repo.get_unit(session, SERIALS[0])
+    assert unit.intended_guest_ssid == "Cafe Kimura"
+    assert repo.intended_passphrase(unit, box, "guest") == "Rotated-9-Kimura"
+
+
+async def test_a_bad_intended_value_fails_the_run_before_anything_is_stored(
+    store: Store, box: SecretBox, clock: ManualClock
+) -> None:
+    def script(ctx: OpContext) -> str:
+        ctx.intend_wifi(SERIALS[0], "guest", passphrase="short")
+        return "never"
+
+    op_id = await enqueue(store, SERIALS[0])
+    await engine_for(store, box, Scripted(script), clock).run_until_idle()
+    op = await get(store, op_id)
+    assert op.state == "failed" and "guest_passphrase" in (op.reason or "")
 
 
 async def test_an_unreachable_unit_is_retried_with_backoff_then_succeeds(

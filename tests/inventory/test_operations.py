@@ -333,3 +333,25 @@ async def test_retry_queues_a_failed_operation_again_and_refuses_a_waiting_one(
     async with store.transaction() as session:
         with pytest.raises(NotFound):
             await ops.retry(session, 999_999, later, "alice asked")
+
+
+async def test_a_claim_takes_the_longest_due_first_whether_queued_retrying_or_abandoned(
+    store: Store,
+) -> None:
+    """Expired leases, retries and new operations are looked up apart; what is handed out
+    is still in the order they became due."""
+    abandoned = (await _enqueue(store, "c1", unit_serial="US01BJH00031", not_before=T0)).id
+    (taken,) = await _claim(store, "daemon-dead", T0, limit=1, lease=60)  # never finished
+    assert taken.id == abandoned
+    retried = (await _enqueue(store, "c2", unit_serial="US01BJH00032", not_before=T0)).id
+    async with store.transaction(write_lock=True) as session:
+        (op,) = await ops.claim_due(session, "daemon-1", T0, 60, 1)
+        await ops.retry_later(session, op, T0 + timedelta(minutes=5), "unit unreachable")
+    queued = [
+        (await _enqueue(store, f"c3-{n}", unit_serial=f"US01BJH0004{n}", not_before=due)).id
+        for n, due in enumerate([T0 + timedelta(minutes=2), T0 + timedelta(minutes=9)])
+    ]
+    later = T0 + timedelta(hours=1)
+    order = [op.id for _ in range(4) for op in await _claim(store, "daemon-2", later, limit=1)]
+    assert order == [abandoned, queued[0], retried, queued[1]]
+    assert await _claim(store, "daemon-2", later) == []
