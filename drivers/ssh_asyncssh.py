@@ -176,9 +176,8 @@ class AsyncsshTransport:
             if key is not None:
                 self._seen_host_key = export_key(key)
             with asyncssh_errors(serial, "open the CLI session"):
-                self._process = await asyncio.wait_for(
-                    self._conn.create_process(term_type=None), timeouts.command
-                )
+                async with asyncio.timeout(timeouts.command):
+                    self._process = await self._conn.create_process(term_type=None)
             self._tracker.mode = "exec"
             await self._read_answer(timeouts.connect, "the first prompt")
         except BaseException:
@@ -190,7 +189,8 @@ class AsyncsshTransport:
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT)
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await conn.wait_closed()
 
     async def send(
         self, command: str, *, mode: Mode | None = None, timeout_s: float | None = None
@@ -211,13 +211,12 @@ class AsyncsshTransport:
     async def _read_answer(self, timeout_s: float, what: str) -> str:
         assert self._process is not None
         try:
+            # asyncio.timeout, not wait_for: no task of its own for every command
             with asyncssh_errors(self.target.serial, f"waiting {timeout_s:g} s for {what}"):
-                text = await asyncio.wait_for(
-                    self._process.stdout.readuntil(
+                async with asyncio.timeout(timeout_s):
+                    text = await self._process.stdout.readuntil(
                         self.profile.prompt, self.profile.prompt_max_len
-                    ),
-                    timeout_s,
-                )
+                    )
         except BaseException:
             # A late or partial answer would be taken for the next command's: end the session.
             await self.close()

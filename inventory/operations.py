@@ -104,7 +104,7 @@ class Operation(Timestamped, Base):
         CheckConstraint("attempts >= 0", name="attempts"),
         Index(None, "state", "not_before"),
         Index(None, "unit_serial", "state"),
-        Index(None, "batch_id"),
+        Index(None, "batch_id", "state"),
         Index(None, "customer_code"),
         Index(None, "request_id"),
         # two running operations on one unit are impossible, whatever the code does

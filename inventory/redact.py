@@ -29,6 +29,9 @@ _CLI_SET = re.compile(
     r"""(?i)(\bset\s+(?:wan\s+pppoe\s+password|wlan\s+\S+\s+passphrase)\s+)("(?:[^"\\]|\\.)*"|\S+)"""
 )
 _RUN = re.compile(r"\S+")
+# every key the three patterns above look for contains one of these: text without any of
+# them is not searched by the patterns at all (most of what is logged)
+_HINTS = ("pass", "secret", "psk", "private_key")
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -53,9 +56,11 @@ class Redactor:
             self._phrases.add(value)
 
     def redact(self, text: str) -> str:
-        text = _CLI_SET.sub(lambda m: m.group(1) + MASK, text)
-        text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", text)
-        text = _BARE.sub(lambda m: m.group(1) + MASK, text)
+        lowered = text.lower()
+        if any(hint in lowered for hint in _HINTS):
+            text = _CLI_SET.sub(lambda m: m.group(1) + MASK, text)
+            text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", text)
+            text = _BARE.sub(lambda m: m.group(1) + MASK, text)
         for phrase in self._phrases:
             if phrase in text:
                 text = text.replace(phrase, MASK)
@@ -65,21 +70,25 @@ class Redactor:
         return text
 
     def _known_in(self, text: str) -> set[str]:
-        # At each position of each run of non-blank characters, the next few characters are
-        # looked up first; only a secret that starts so is compared, at its own length. The
-        # cost follows the message, not the number of secrets or of their lengths.
+        # The first few characters at every position of each run of non-blank characters
+        # are met against the secrets' first few characters in one set operation; only a
+        # secret that starts so is compared, where it starts, at its own length. The cost
+        # follows the message, not the number of secrets or of their lengths.
         hits: set[str] = set()
         head = MIN_SECRET_LENGTH
+        starts = self._lengths.keys()
         for run in _RUN.findall(text):
             end = len(run)
-            for start in range(end - head + 1):
-                lengths = self._lengths.get(run[start : start + head])
-                if lengths is None:
-                    continue
-                for length in lengths:
-                    window = run[start : start + length]
-                    if start + length <= end and window in self._words:
-                        hits.add(window)
+            if end < head:
+                continue
+            for first in {run[i : i + head] for i in range(end - head + 1)} & starts:
+                start = run.find(first)
+                while start >= 0:
+                    for length in self._lengths[first]:
+                        window = run[start : start + length]
+                        if start + length <= end and window in self._words:
+                            hits.add(window)
+                    start = run.find(first, start + 1)
         return hits
 
     def scrub(self, record: logging.LogRecord) -> None:

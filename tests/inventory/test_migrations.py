@@ -25,7 +25,7 @@ async def test_the_schema_is_current_after_migrating_and_not_before(database_url
             await store.require_current()
         await store.migrate()
         assert await store.check_current() is True
-        assert await store.revision() == store.head() == "0005"
+        assert await store.revision() == store.head() == "0006"
         await store.migrate()  # at head already: nothing to do
         await store.require_current()
 
