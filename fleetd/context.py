@@ -40,6 +40,7 @@ from fleetd.observe import observation_values
 from fleetd.workflows.base import open_secrets, seal_secrets
 from inventory import audit, repo
 from inventory import operations as ops
+from inventory.domain import AccountState
 from inventory.errors import FleetError, Timeout, Unreachable
 from inventory.models import Unit, UnitObservation
 from inventory.operations import Operation, OperationStep
@@ -104,24 +105,27 @@ class Record:
         default_factory=dict
     )
     pins: dict[str, str] = field(default_factory=dict)
-    # intended Wi-Fi a verified push leaves: (serial, network) -> (ssid, passphrase)
+    # what a verified push leaves as intended: Wi-Fi by (serial, network) -> (ssid,
+    # passphrase), the account state by serial
     intents: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
     after: int | None = None  # the last step number already written, when known
 
     def __bool__(self) -> bool:
-        return bool(self.steps or self.audits or self.readings or self.pins or self.intents)
+        return any((self.steps, self.audits, self.readings, self.pins, self.intents, self.accounts))
 
     def take(self) -> Record:
-        taken = Record(self.steps, self.audits, self.readings, self.pins, self.intents, self.after)
+        taken = dataclasses.replace(self)
         if self.after is not None:
             self.after += len(self.steps)
-        self.steps, self.audits, self.readings, self.pins, self.intents = [], [], {}, {}, {}
+        self.steps, self.audits, self.readings, self.pins = [], [], {}, {}
+        self.intents, self.accounts = {}, {}
         return taken
 
     def kept(self) -> Record:
         """What must outlive a record that cannot be written: the intended values that
         match what the units now run (steps, audit and readings are history)."""
-        return Record(intents=self.intents)
+        return Record(intents=self.intents, accounts=self.accounts)
 
 
 async def write_records(
@@ -164,8 +168,9 @@ async def write_records(
     readings = {serial: seen for _op, record in runs for serial, seen in record.readings.items()}
     pins = {serial: key for _op, record in runs for serial, key in record.pins.items()}
     intents = {where: values for _op, record in runs for where, values in record.intents.items()}
-    if readings or pins or intents:
-        await _write_units(session, box, readings, pins, intents)
+    accounts = {serial: state for _op, record in runs for serial, state in record.accounts.items()}
+    if readings or pins or intents or accounts:
+        await _write_units(session, box, readings, pins, intents, accounts)
 
 
 async def _renumbered(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,8 +197,9 @@ async def _write_units(
     readings: Mapping[str, tuple[bool, dict[str, Any] | None, str | None, datetime]],
     pins: Mapping[str, str],
     intents: Mapping[tuple[str, str], tuple[str | None, str | None]],
+    accounts: Mapping[str, str],
 ) -> None:
-    serials = set(readings) | set(pins) | {serial for serial, _network in intents}
+    serials = set(readings) | set(pins) | set(accounts) | {serial for serial, _net in intents}
     units = {
         u.serial: u for u in (await session.scalars(select(Unit).where(Unit.serial.in_(serials))))
     }
@@ -215,6 +221,10 @@ async def _write_units(
         unit = units.get(serial)
         if unit is not None:  # else the unit left the inventory while the operation ran
             repo.apply_intended_wifi(unit, box, network, ssid=ssid, passphrase=passphrase)
+    for serial, state in accounts.items():
+        unit = units.get(serial)
+        if unit is not None:
+            unit.intended_account_state = state
     for serial, (reachable, values, error, at) in readings.items():
         unit = units.get(serial)
         if unit is None:
@@ -456,6 +466,10 @@ class RunContext:
         outcome (one transaction for it and the values)."""
         repo.check_intended_wifi(network, ssid=ssid, passphrase=passphrase)
         self.record.intents[(serial, network)] = (ssid, passphrase)
+
+    def intend_account(self, serial: str, state: str) -> None:
+        """Store the unit's intended account state, with the operation's outcome."""
+        self.record.accounts[serial] = AccountState(state).value
 
     def unreachable(self, serial: str, error: str) -> None:
         self.record.readings[serial] = (False, None, error, self.clock.now())

@@ -180,31 +180,37 @@ async def reconcile(
     not_before = max(stop_at, now)
     deadline = not_before + STOP_DEADLINE
     done: list[Reconciled] = []
-    for stop in await preview(session, year, month):
-        enqueued = await ops.enqueue(
-            session,
-            kind=ACCOUNT_STOP,
-            idempotency_key=stop_key(stop.item_no, year, month),
-            requested_by=requested_by,
-            unit_serial=stop.serial,
-            customer_code=stop.customer_code,
-            params={
-                "reason": "cancellation",
-                "item_no": stop.item_no,
-                "month": f"{year:04d}-{month:02d}",
-                "cancellation_date": stop.cancellation_date.isoformat(),
-            },
-            not_before=not_before,
-            deadline=deadline,
-        )
+    stops = await preview(session, year, month)
+    month_text = f"{year:04d}-{month:02d}"
+    enqueued_all = await ops.enqueue_many(
+        session,
+        [
+            ops.NewOperation(
+                kind=ACCOUNT_STOP,
+                idempotency_key=stop_key(stop.item_no, year, month),
+                requested_by=requested_by,
+                unit_serial=stop.serial,
+                customer_code=stop.customer_code,
+                params={
+                    "reason": "cancellation",
+                    "item_no": stop.item_no,
+                    "month": month_text,
+                    "cancellation_date": stop.cancellation_date.isoformat(),
+                },
+                not_before=not_before,
+                deadline=deadline,
+            )
+            for stop in stops
+        ],
+    )
+    for stop, enqueued in zip(stops, enqueued_all, strict=True):
         if enqueued.created:
-            await session.flush()  # the operation's id, for the audit entry
             await audit.record(
                 session,
                 actor=requested_by,
                 action="account_stop.request",
                 target=stop.serial,
-                request_id=f"month-end:{year:04d}-{month:02d}",
+                request_id=f"month-end:{month_text}",
                 after={"operation_id": enqueued.op.id, "not_before": not_before.isoformat()},
                 detail=(
                     f"item {stop.item_no} of customer {stop.customer_code}: cancellation "

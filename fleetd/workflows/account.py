@@ -32,10 +32,8 @@ from fleetd.workflows.common import (
     push,
     unit_of,
     write_operations,
-    writing,
 )
 from fleetd.workflows.cutover import reason_words
-from inventory import repo
 from inventory.domain import AccountState
 from inventory.errors import RuleViolation
 from inventory.operations import Operation
@@ -136,8 +134,7 @@ async def _set_account(
     pushed = await push(
         ctx, serial, _plan(state.value), problem, minutes=minutes, what=what, stuck=stuck
     )
-    async with writing(ctx) as session:
-        await repo.set_intended_account_state(session, serial, state.value)
+    ctx.intend_account(serial, state.value)
     await audit_push(ctx, kind, serial, pushed)
     return serial, pushed
 

@@ -107,6 +107,10 @@ class OpContext(Protocol):
         in the same transaction)."""
         ...
 
+    def intend_account(self, serial: str, state: str) -> None:
+        """Store the unit's intended account state (written with the operation's outcome)."""
+        ...
+
     async def audit(
         self,
         action: str,

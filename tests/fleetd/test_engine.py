@@ -111,6 +111,7 @@ async def test_intended_wifi_is_stored_with_the_outcome_even_when_the_history_ca
 
     async def script(ctx: OpContext) -> str:
         ctx.intend_wifi(SERIALS[0], "guest", ssid="Cafe Kimura", passphrase="Rotated-9-Kimura")
+        ctx.intend_account(SERIALS[0], "stopped")
         # an audit entry that cannot be stored: the run's history is lost with it
         await ctx.audit("guest_rotate", SERIALS[0], after={"unstorable": object()})
         return "guest passphrase rotated"
@@ -124,6 +125,7 @@ async def test_intended_wifi_is_stored_with_the_outcome_even_when_the_history_ca
         unit = await repo.get_unit(session, SERIALS[0])
     assert unit.intended_guest_ssid == "Cafe Kimura"
     assert repo.intended_passphrase(unit, box, "guest") == "Rotated-9-Kimura"
+    assert unit.intended_account_state == "stopped"
 
 
 async def test_a_bad_intended_value_fails_the_run_before_anything_is_stored(

@@ -355,3 +355,39 @@ async def test_a_claim_takes_the_longest_due_first_whether_queued_retrying_or_ab
     order = [op.id for _ in range(4) for op in await _claim(store, "daemon-2", later, limit=1)]
     assert order == [abandoned, queued[0], retried, queued[1]]
     assert await _claim(store, "daemon-2", later) == []
+
+
+async def test_enqueue_many_writes_the_new_and_returns_the_known_in_order(store: Store) -> None:
+    known = await _enqueue(store, "stop:ITEM-2", unit_serial=UNIT_B, not_before=T0)
+    new = [
+        ops.NewOperation("account_stop", f"stop:ITEM-{n}", "scheduler", unit_serial=serial)
+        for n, serial in ((1, UNIT_A), (2, UNIT_B), (1, UNIT_A), (3, "US01BJH00024"))
+    ]
+    async with store.transaction() as session:
+        done = await ops.enqueue_many(session, new, chunk=2)
+    assert [(e.op.idempotency_key, e.created) for e in done] == [
+        ("stop:ITEM-1", True),
+        ("stop:ITEM-2", False),
+        ("stop:ITEM-1", False),  # the same key twice in one call: written once
+        ("stop:ITEM-3", True),
+    ]
+    assert done[1].op.id == known.id and done[2].op.id == done[0].op.id
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(Operation).order_by(Operation.id))).all()
+    assert [(r.idempotency_key, r.state) for r in rows] == [
+        ("stop:ITEM-2", "queued"),
+        ("stop:ITEM-1", "queued"),
+        ("stop:ITEM-3", "queued"),
+    ]
+
+
+async def test_enqueue_many_checks_every_operation_before_writing_any(store: Store) -> None:
+    new = [
+        ops.NewOperation("account_stop", "stop:ITEM-1", "scheduler", unit_serial=UNIT_A),
+        ops.NewOperation("account_stop", "stop:ITEM-2", "scheduler", params={"password": "x"}),
+    ]
+    async with store.transaction() as session:
+        with pytest.raises(RuleViolation, match="secrets go in secret_params"):
+            await ops.enqueue_many(session, new)
+    async with store.sessions() as session:
+        assert (await session.scalars(select(Operation))).all() == []
