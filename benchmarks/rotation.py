@@ -131,6 +131,68 @@ async def run_engine(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def run_floor(params: dict[str, Any]) -> dict[str, Any]:
+    """The floor (`child`): the unit side of a rotation alone, with no engine and no store: the
+    same session over the same driver and transport (read, stage the passphrase, commit
+    confirmed, read again, confirm), as many at once as the engine runs."""
+    import secrets
+
+    from drivers.base import Change, Timeouts, UnitTarget
+    from drivers.registry import load_driver
+
+    with Path(params["fleet_csv"]).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[: params["units"]]
+    timeouts = Timeouts(connect=30.0, command=30.0, commit=60.0)
+    targets = [
+        UnitTarget(
+            serial=row["serial"],
+            address=row["address"],
+            ssh_port=int(row["ssh_port"]),
+            snmp_port=int(row["snmp_port"]),
+            username=row["username"],
+            password=row["password"],
+            timeouts=timeouts,
+        )
+        for row in rows
+    ]
+    gate = asyncio.Semaphore(params["parallel"])
+    failures: Counter[str] = Counter()
+    passphrase = "Floor-" + secrets.token_hex(6)
+
+    async def one(target: UnitTarget) -> None:
+        async with gate:
+            try:
+                async with load_driver(target, "asyncssh") as unit:
+                    await unit.read_state()
+                    await unit.stage(Change({"wlan guest passphrase": passphrase}))
+                    await unit.commit_confirmed(5)
+                    await unit.read_state()
+                    await unit.confirm()
+            except Exception as exc:
+                failures[type(exc).__name__] += 1
+
+    spy = common.Spy(params["profile"]) if params.get("profile") else None
+    if spy is not None:
+        await spy.__aenter__()
+    cpu0, wall0 = common.self_cpu(), common.wall()
+    await asyncio.gather(*(one(t) for t in targets))
+    cpu, took = common.self_cpu() - cpu0, common.wall() - wall0
+    if spy is not None:
+        await spy.__aexit__()
+    n = len(targets)
+    return {
+        "sessions": n,
+        "wall_s": took,
+        "cpu_ms_per_session": cpu / n * 1000,
+        "failures": dict(failures),
+        "profile": common.spy_summary(params["profile"], n) if spy else None,
+    }
+
+
+async def run_child(params: dict[str, Any]) -> dict[str, Any]:
+    return await (run_floor if params.get("floor") else run_engine)(params)
+
+
 async def one_run(
     sim: common.Sim,
     inv: common.Inventory,
@@ -171,7 +233,21 @@ async def measure(
             with sim.fleet_csv.open(newline="") as fh:
                 serials = [row["serial"] for row in csv.DictReader(fh)][:count]
             profiled = await one_run(sim, inv, parallel, serials, profile=profile)
-    return {"units": units, "parallel": parallel, "runs": results, "profiled": profiled}
+        count = min(units, profile_units)
+        print(f"   rotation: the floor, {count} sessions without the engine", flush=True)
+        floor_params = {"floor": True, "fleet_csv": str(sim.fleet_csv), "units": count,
+                        "parallel": parallel}  # fmt: skip
+        floor = await common.child("rotation", floor_params)
+        if profile:
+            floor_params["profile"] = str(Path(profile).with_suffix(".floor.raw"))
+            floor["profiled"] = (await common.child("rotation", floor_params))["profile"]
+    return {
+        "units": units,
+        "parallel": parallel,
+        "runs": results,
+        "profiled": profiled,
+        "floor": floor,
+    }
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -231,6 +307,28 @@ def render(r: dict[str, Any]) -> str:
             "",
             common.render_spy(profiled["profile"]),
         ]
+    floor = r.get("floor")
+    if floor:
+        rows += [
+            "",
+            f"**The floor**: the same unit session with no engine and no store (the driver over "
+            f"asyncssh: read, stage the passphrase, commit confirmed, read again, confirm), "
+            f"{floor['sessions']} units, {r['parallel']} at once, in a process of its own: "
+            f"**{floor['cpu_ms_per_session']:.2f} ms** of CPU per session "
+            f"({floor['wall_s']:.1f} s wall, failures {floor['failures'] or 0}). That is "
+            f"{floor['cpu_ms_per_session'] / TARGET_CPU_MS:.1f}x the {TARGET_CPU_MS:.0f} ms "
+            f"target before fleetd does anything of its own; the engine, the store and the "
+            f"workflow add {cpu - floor['cpu_ms_per_session']:.2f} ms per unit session "
+            "(the median run above).",
+        ]
+        if floor.get("profiled"):
+            rows += [
+                "",
+                "Where the floor's CPU goes (py-spy, one more floor run): the SSH library and "
+                "the event loop under it, not fleetd's code.",
+                "",
+                common.render_spy(floor["profiled"]),
+            ]
     return "\n".join(rows)
 
 
@@ -249,6 +347,6 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        common.child_main(run_engine)
+        common.child_main(run_child)
     else:
         main()

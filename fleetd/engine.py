@@ -396,7 +396,7 @@ class Engine:
             )
             for o in group
         ]
-        async with self.store.transaction() as session:
+        async with self.store.transaction(write_lock=True) as session:
             # what the runs did is history whoever holds the lease now: written for all
             await write_records(session, [(o.op, o.record) for o in group], self.redactor, self.box)
             ended = await ops.end_many(session, self.owner, endings)

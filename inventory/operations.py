@@ -44,14 +44,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     Text,
     UniqueConstraint,
     and_,
-    case,
+    bindparam,
     exists,
     func,
     insert,
-    literal,
     not_,
     or_,
     select,
@@ -602,45 +602,64 @@ class Ending:
 
 
 async def end_many(session: AsyncSession, owner: str, endings: Sequence[Ending]) -> set[int]:
-    """`finish` or `retry_later` many operations held by `owner` in one statement; the ids
-    changed (an operation whose lease `owner` lost is left alone)."""
+    """`finish` or `retry_later` many operations held by `owner`; the ids changed (an
+    operation whose lease `owner` lost is left alone). The caller's transaction must hold
+    the write lock on SQLite (`store.transaction(write_lock=True)`): the leases are read
+    before they are ended."""
     if not endings:
         return set()
-    ids = [e.op_id for e in endings]
-    retry = OpState.RETRY_WAIT.value
     for e in endings:
         if e.state not in FINAL and e.state != OpState.RETRY_WAIT:
             raise RuleViolation("state", str(e.state), "a run ends finished or retrying")
-    state = case({e.op_id: e.state.value for e in endings}, value=Operation.id)
-    values: dict[str, Any] = {
-        "state": state,
-        "reason": case({e.op_id: e.reason for e in endings}, value=Operation.id),
-        "lease_expires": None,
-        # a finished operation keeps the name of the daemon that finished it
-        "lease_owner": case((state == retry, None), else_=Operation.lease_owner),
-        "updated_at": utcnow(),
-    }
-    when = Operation.__table__.c.not_before.type  # UTC on both stores, as the column is
-    later = {e.op_id: literal(e.not_before, when) for e in endings if e.not_before is not None}
-    if later:
-        values["not_before"] = case(later, value=Operation.id, else_=Operation.not_before)
-    deadlines = {e.op_id: literal(e.deadline, when) for e in endings if e.deadline is not None}
-    if deadlines:
-        values["deadline"] = func.coalesce(
-            Operation.deadline, case(deadlines, value=Operation.id, else_=None)
-        )
-    changed = await session.scalars(
-        update(Operation)
-        .where(
-            Operation.id.in_(ids),
-            Operation.state == OpState.RUNNING.value,
-            Operation.lease_owner == owner,
-        )
-        .values(**values)
-        .returning(Operation.id)
-        .execution_options(synchronize_session=False)
+    held_query = select(Operation.id).where(
+        Operation.id.in_([e.op_id for e in endings]),
+        Operation.state == OpState.RUNNING.value,
+        Operation.lease_owner == owner,
     )
-    return set(changed.all())
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        held_query = held_query.with_for_update()
+    held = set((await session.scalars(held_query)).all())
+    rows = [
+        {
+            "b_id": e.op_id,
+            "b_state": e.state.value,
+            "b_reason": e.reason,
+            # a finished operation keeps the name of the daemon that finished it
+            "b_owner": None if e.state == OpState.RETRY_WAIT else owner,
+            "b_not_before": e.not_before,
+            "b_deadline": e.deadline,
+        }
+        for e in endings
+        if e.op_id in held
+    ]
+    if rows:
+        # one statement, the same for every group (compiled once), run for many rows
+        await session.execute(_END_ONE, [{**row, "b_at": utcnow()} for row in rows])
+    return held
+
+
+def _end_one_statement() -> Any:
+    table = cast(Table, Operation.__table__)
+    when = table.c.not_before.type  # UTC on both stores, as the column is
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.state == OpState.RUNNING.value,
+        )
+        .values(
+            state=bindparam("b_state"),
+            reason=bindparam("b_reason"),
+            lease_expires=None,
+            lease_owner=bindparam("b_owner"),
+            updated_at=bindparam("b_at", type_=when),
+            not_before=func.coalesce(bindparam("b_not_before", type_=when), table.c.not_before),
+            deadline=func.coalesce(table.c.deadline, bindparam("b_deadline", type_=when)),
+        )
+    )
+
+
+_END_ONE = _end_one_statement()
 
 
 async def finish(
