@@ -51,7 +51,9 @@ def available() -> tuple[list[str], list[str]]:
     return platforms, transports
 
 
+@functools.cache
 def _load(name: str, kind: str) -> Any:
+    # loaded once per name: every operation asks for its driver and transport
     entry = _registered().get(name)
     if entry is None:
         platforms, transports = available()
