@@ -56,8 +56,11 @@ def _units_query() -> Select[Unit]:
 
 
 async def list_units(session: AsyncSession, customer_code: str) -> list[Unit]:
-    customer = await get_customer(session, customer_code)
-    return list(await session.scalars(_units_query().where(Unit.customer_id == customer.id)))
+    # the customer's id alone: loading the customer would load its addresses too
+    customer_id = await session.scalar(select(Customer.id).where(Customer.code == customer_code))
+    if customer_id is None:
+        raise NotFound("customer", customer_code)
+    return list(await session.scalars(_units_query().where(Unit.customer_id == customer_id)))
 
 
 async def list_children(session: AsyncSession, parent_serial: str) -> list[Unit]:
