@@ -9,6 +9,7 @@ what it has every `flush_seconds`, so staff following it see its steps as they h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -387,6 +388,7 @@ class RunContext:
         self._flush_seconds = flush_seconds
         self._step_writer = step_writer
         self._last_flush = time.monotonic()
+        self._flushing: asyncio.Future[None] | None = None  # the run's flush under way
         # read once per run, not once per session; the engine reads them for a whole claim
         self._targets: dict[str, UnitTarget] = dict(targets or {})
         self.secrets: Mapping[str, str] = open_secrets(box, op.secret_params)
@@ -417,16 +419,38 @@ class RunContext:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write what the run has recorded so far (its own transaction)."""
+        """Write what the run has recorded so far (its own transaction). With the engine's
+        step writer the run does not wait for it: the write joins other runs' and the run
+        goes on with its unit; `flushed()` waits for it before the outcome is written."""
         self._last_flush = time.monotonic()
         if not self.record:
             return
         record = self.record.take()
         if self._step_writer is not None:
-            await self._step_writer.write(self.op, record)
+            self._flushing = asyncio.ensure_future(self._write_after(self._flushing, record))
             return
         async with self._store.transaction() as session:
             await write_records(session, [(self.op, record)], self.redactor, self.box)
+
+    async def _write_after(self, previous: asyncio.Future[None] | None, record: Record) -> None:
+        if previous is not None:  # the run's flushes are written in their order
+            with contextlib.suppress(Exception):
+                await previous
+        assert self._step_writer is not None
+        await self._step_writer.write(self.op, record)
+
+    async def flushed(self) -> None:
+        """Wait until what the run has flushed is written; a write that failed is logged
+        (the outcome and what was recorded after it are still written)."""
+        if self._flushing is None:
+            return
+        try:
+            await self._flushing
+        except Exception:
+            log.warning(
+                "op %s: steps recorded during the run could not be written", self.op_id,
+                exc_info=True,
+            )  # fmt: skip
 
     async def audit(
         self,

@@ -277,6 +277,7 @@ class Engine:
             else:
                 reason = f"attempt {op.attempts}: {reason}; next attempt {_jst(retry_at)}"
         await ctx.step(state.value, state == OpState.SUCCEEDED, reason)
+        await ctx.flushed()  # the steps flushed during the run go before the outcome
         seconds = time.monotonic() - started
         self._pending += 1
         self._unwritten.add(op.id)
