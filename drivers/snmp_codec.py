@@ -115,10 +115,18 @@ def parse_response(data: bytes) -> Response:
     tag, pos, list_end = _tlv(data, pos)
     if tag != _SEQUENCE or list_end > end:
         raise Malformed("no variable bindings")
+    try:
+        names, values = _bindings(data, pos, list_end)
+    except IndexError:  # a binding cut short inside the datagram
+        raise Malformed("truncated") from None
+    return Response(community, request_id, error_status, error_index, names, values)
+
+
+def _bindings(data: bytes, pos: int, list_end: int) -> tuple[list[bytes], list[Value]]:
     names: list[bytes] = []
     values: list[Value] = []
-    # The hot loop of a sweep: short-form lengths (every binding under 128 octets) are read
-    # inline; anything else goes through _tlv.
+    # Short-form lengths (every binding under 128 octets) are read inline; anything else
+    # goes through _tlv.
     while pos < list_end:
         if data[pos] != _SEQUENCE:
             raise Malformed("not a variable binding")
@@ -147,7 +155,7 @@ def parse_response(data: bytes) -> Response:
         values.append(_decode(tag, data[start:end_of_value]))
     if pos != list_end:
         raise Malformed("truncated")
-    return Response(community, request_id, error_status, error_index, names, values)
+    return names, values
 
 
 def oid_contents(oid: Oid) -> bytes:

@@ -132,3 +132,13 @@ def test_the_largest_possible_state_answer_fits_in_one_frame() -> None:
     ]
     size = len(response(REQUEST_ID_MAX, varbinds))
     assert size < MAX_RESPONSE, size
+
+
+def test_a_binding_cut_short_is_malformed() -> None:
+    oid = (1, 3, 6, 1, 4, 1, 55555, 1, 1, 1, 0)
+    data = bytearray(response(REQUEST_ID_MIN, [(oid, v2c.OctetString(b"x"))]))
+    name = oid_contents(oid)
+    # the binding's name says it runs past the end of the datagram
+    data[data.index(bytes([0x06, len(name)]) + name) + 1] = 0x7F
+    with pytest.raises(Malformed):
+        parse_response(bytes(data))
