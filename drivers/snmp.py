@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import secrets
@@ -38,6 +39,7 @@ from drivers.snmp_codec import (
     REQUEST_ID_MAX,
     REQUEST_ID_MIN,
     TOO_BIG,
+    AnswerShape,
     Malformed,
     RequestTemplate,
     Response,
@@ -45,7 +47,7 @@ from drivers.snmp_codec import (
     parse_response,
     set_octets_template,
 )
-from drivers.uspot_mib import GUEST_SSID, STATE_OBJECTS, state_from_values
+from drivers.uspot_mib import GUEST_SSID, STATE_OBJECTS, STATE_TAGS, state_from_values
 from inventory.errors import AuthFailed, CommandFailed, Timeout, UnitError, Unreachable
 
 DRAIN_LIMIT = 2048  # datagrams per readiness callback, so the loop stays responsive
@@ -63,6 +65,14 @@ Outcome = Response | UnitError
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@functools.cache
+def _state_request(community: str) -> tuple[RequestTemplate, AnswerShape]:
+    """The state GET and the shape of its normal answer: built once per community (the
+    shape's expression takes a few dozen milliseconds to compile)."""
+    template = get_template(community, list(STATE_OBJECTS.values()))
+    return template, AnswerShape(template, STATE_TAGS)
 
 
 @dataclass
@@ -149,7 +159,8 @@ class SnmpPoller:
         self._lingering: asyncio.TimerHandle | None = None
         self._now = now
         oids = list(STATE_OBJECTS.values())
-        self._state = get_template(read_community, oids)
+        self._state, self._shape = _state_request(read_community)
+        self._read_at: datetime | None = None  # while answers are being read: when
         half = len(oids) // 2  # for a unit that answers tooBig (it should not: ~800 octets)
         self._halves = (
             get_template(read_community, oids[:half]),
@@ -322,7 +333,7 @@ class SnmpPoller:
             return CommandFailed(serial, "SNMP GET", f"{status} (index {response.error_index})")
         if response.names != self._state.names:  # one C-level comparison of 25 OIDs
             return CommandFailed(serial, "SNMP GET", "the answer names other objects")
-        return state_from_values(response.values, self._now())
+        return state_from_values(response.values, self._read_at or self._now())
 
     # ----- writing -----------------------------------------------------------------------
     async def set_guest_ssid(self, target: UnitTarget, ssid: str) -> None:
@@ -472,17 +483,33 @@ class SnmpPoller:
         sock = self._sock
         if sock is None:
             return
+        # one clock read for the answers drained together (they came within a few ms)
+        self._read_at = self._now()
+        try:
+            self._drain(sock)
+        finally:
+            self._read_at = None
+        self._pump()
         pending = self._pending
+        if self._linger > 0 and len(pending) >= LINGER_MIN_IN_FLIGHT and self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+            self._lingering = self._loop.call_later(self._linger, self._resume_reading)
+
+    def _drain(self, sock: socket.socket) -> None:
+        pending = self._pending
+        shape = self._shape.parse
         for _ in range(DRAIN_LIMIT):
             try:
                 data, peer = sock.recvfrom(RECEIVE_SIZE)
             except OSError:  # BlockingIOError: drained
                 break
-            try:
-                response = parse_response(data)
-            except Malformed:
-                self.stats.malformed += 1
-                continue
+            response = shape(data)  # the usual answer, or None: the general reader decides
+            if response is None:
+                try:
+                    response = parse_response(data)
+                except Malformed:
+                    self.stats.malformed += 1
+                    continue
             request = pending.get(response.request_id)
             if (
                 request is None
@@ -494,10 +521,6 @@ class SnmpPoller:
             del pending[response.request_id]
             self.stats.answers += 1
             self._finish(request, response)
-        self._pump()
-        if self._linger > 0 and len(pending) >= LINGER_MIN_IN_FLIGHT and self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            self._lingering = self._loop.call_later(self._linger, self._resume_reading)
 
     def _resume_reading(self) -> None:
         self._lingering = None

@@ -51,6 +51,15 @@ STATE_OBJECTS: dict[str, Oid] = {
 }
 GUEST_SSID: Oid = STATE_OBJECTS["uspotGuestSsid"]
 
+# Their syntax (BER tags: INTEGER 0x02, DisplayString 0x04, Counter32 0x41, TimeTicks 0x43),
+# in the same order: the shape of a normal answer (`drivers.snmp_codec.AnswerShape`).
+_TEXT = ("uspotSerial", "uspotParentSerial", "uspotFirmware", "uspotWanIpv4Address",
+         "uspotWanIpv6Address", "uspotTunnelReason", "uspotBusinessSsid",
+         "uspotBusinessPassphraseFingerprint", "uspotGuestSsid",
+         "uspotGuestPassphraseFingerprint")  # fmt: skip
+_SYNTAX = {"sysUpTime": 0x43, "uspotCommitCount": 0x41} | dict.fromkeys(_TEXT, 0x04)
+STATE_TAGS: tuple[int, ...] = tuple(_SYNTAX.get(name, 0x02) for name in STATE_OBJECTS)
+
 ROLES = {1: "parent", 2: "child", 3: "ap"}
 WAN_MODES = {1: "pppoe", 2: "ipoe"}
 TUNNELS = {1: "ds-lite", 2: "map-e", 3: "ipip"}
