@@ -20,16 +20,19 @@ unit's fingerprints (`drivers.base.passphrase_fingerprint`) and never shown.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from operator import itemgetter
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Row, null, or_, select
+from sqlalchemy import Dialect, Row, Table, bindparam, null, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import UserDefinedType
 
 from drivers.base import UnitState, UnitTarget, passphrase_fingerprint
 from drivers.snmp import SnmpPoller, SweepResult
@@ -46,9 +49,6 @@ log = logging.getLogger("fleetd.poller")
 CHUNK = 2000  # observations per transaction
 SNMP_PORT = 161
 _WAN_WORDS = {WanMode.PPPOE.value: "pppoe (V4)", WanMode.IPOE.value: "ipoe (V6)"}
-_READ_COLUMNS = ("observed_at", "reachable", "read_values", "wan_mode", "tunnel_state",
-                 "account_state", "updated_at")  # fmt: skip
-_FAILED_COLUMNS = ("reachable", "last_error", "last_error_at", "updated_at")
 
 
 class Sweeper(Protocol):
@@ -159,38 +159,45 @@ async def sweep_units(
     async with store.sessions() as session:
         units = await load_units(session)
     result = await snmp.sweep(target_of(u) for u in units)
+    upserts = _Upserts(store.engine.dialect, now)
+    encode = upserts.encode
+    states, errors = result.states, result.errors
     read = unreachable = drifted = 0
     for start in range(0, len(units), chunk):
-        readings: list[dict[str, Any]] = []
-        clean: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
+        readings: list[tuple[Any, ...]] = []
+        clean: list[tuple[Any, ...]] = []
+        failures: list[tuple[Any, ...]] = []
         for unit in units[start : start + chunk]:
-            state = result.states.get(unit.serial)
+            state = states.get(unit.serial)
             if state is None:
-                error = result.errors.get(unit.serial)
-                failures.append(
-                    {
-                        "unit_id": unit.id,
-                        "reachable": False,
-                        "last_error": str(error) if error else "not read",
-                        "last_error_at": now,
-                        "updated_at": now,
-                    }
-                )
+                error = errors.get(unit.serial)
+                failures.append((unit.id, str(error) if error else "not read"))
                 unreachable += 1
                 continue
             read += 1
             words = _drift_or_note(unit, state, box)
-            row = _reading(unit.id, state, now)
+            values = observation_values(state)
+            row = (
+                unit.id,
+                encode(values),
+                values["wan_mode"],
+                values["tunnel_state"],
+                values["account_state"],
+            )
             if words:
                 drifted += 1
-                readings.append({**row, "drift": words})
+                readings.append((*row, encode(words)))
             else:
                 clean.append(row)
         async with store.transaction(write_lock=True) as session:
-            await _upsert(session, readings, (*_READ_COLUMNS, "drift"))
-            await _upsert(session, clean, _READ_COLUMNS, drift_null=True)
-            await _upsert(session, failures, _FAILED_COLUMNS)
+            connection = await session.connection()
+            for upsert, rows in (
+                (upserts.drifted, readings),
+                (upserts.clean, clean),
+                (upserts.failed, failures),
+            ):
+                if rows:
+                    await connection.exec_driver_sql(upsert.sql, upsert.parameters(rows))
     summary = SweepSummary(len(units), read, unreachable, drifted, time.perf_counter() - started)
     log.info("status sweep: %s", summary)
     return summary
@@ -203,47 +210,84 @@ def _drift_or_note(unit: Row[Any], state: UnitState, box: SecretBox | None) -> l
         return [f"intended configuration unreadable: {exc}"]
 
 
-def _reading(unit_id: int, state: UnitState, now: datetime) -> dict[str, Any]:
-    values = observation_values(state)
-    return {
-        "unit_id": unit_id,
-        "observed_at": now,
-        "reachable": True,
-        "read_values": values,
-        "wan_mode": values["wan_mode"],
-        "tunnel_state": values["tunnel_state"],
-        "account_state": values["account_state"],
-        "updated_at": now,
-    }
+class _Ready(UserDefinedType[Any]):
+    """A bound value already in the database driver's form: passed on as it is."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:  # never used in DDL
+        return "NULL"
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
 
 
-async def _upsert(
-    session: AsyncSession,
-    rows: list[dict[str, Any]],
-    columns: Sequence[str],
-    *,
-    drift_null: bool = False,
-) -> None:
-    """One INSERT … ON CONFLICT (unit_id) DO UPDATE for `rows`, setting `columns` (and drift
-    to SQL NULL with `drift_null`), unless a newer reading is already stored."""
-    if not rows:
-        return
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(UnitObservation)
-    if drift_null:
-        stmt = stmt.values(drift=null())
-    when = stmt.excluded.observed_at if "observed_at" in columns else stmt.excluded.last_error_at
-    current = UnitObservation.__table__.c
-    updates: dict[str, Any] = {name: stmt.excluded[name] for name in columns}
-    if drift_null:
-        updates["drift"] = null()
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[current.unit_id],
-        set_=updates,
-        where=or_(current.observed_at.is_(None), current.observed_at <= when),
-    )
-    await session.execute(stmt, rows)
+_READY = _Ready()
+_READ = ("unit_id", "read_values", "wan_mode", "tunnel_state", "account_state")
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    sql: str
+    order: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # a row and `fixed` -> the parameters
+    fixed: tuple[Any, ...]
+
+    def parameters(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        order, fixed = self.order, self.fixed
+        return [order(row + fixed) for row in rows]
+
+
+class _Upserts:
+    """The sweep's three INSERT … ON CONFLICT (unit_id) DO UPDATE statements, each run once
+    per chunk for all its rows (one executemany), unless a newer reading is already stored.
+
+    They are compiled once per sweep. What is the same for every row (the time,
+    `reachable`) is converted once by its column's type; the JSON values are encoded here as
+    the column's JSON type would encode them; a row is a plain tuple of the values that
+    differ (`_READ`, then drift; or unit_id and the error), given to the database driver as
+    they are, so nothing is converted again per row and per column on the way."""
+
+    def __init__(self, dialect: Dialect, now: datetime) -> None:
+        self._dialect = dialect
+        self.encode: Callable[[Any], str] = (
+            getattr(dialect, "_json_serializer", None) or json.dumps
+        )  # as sqlalchemy.JSON does
+        read = {"observed_at": now, "updated_at": now, "reachable": True}
+        self.drifted = self._statement((*_READ, "drift"), read)
+        self.clean = self._statement(_READ, read | {"drift": None})
+        failed = {"last_error_at": now, "updated_at": now, "reachable": False}
+        self.failed = self._statement(("unit_id", "last_error"), failed)
+
+    def _statement(self, varying: Sequence[str], fixed: dict[str, Any]) -> _Upsert:
+        table = cast(Table, UnitObservation.__table__)
+        columns = table.c
+        dialect = self._dialect
+        values: dict[str, Any] = {name: bindparam(name, type_=_READY) for name in varying}
+        ready: dict[str, Any] = {}
+        for name, value in fixed.items():
+            if value is None:
+                values[name] = null()
+                continue
+            convert = columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            ready[name] = convert(value) if convert is not None else value
+            values[name] = bindparam(name, type_=_READY)
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(table).values(values)
+        when = stmt.excluded.observed_at if "observed_at" in values else stmt.excluded.last_error_at
+        updates = {name: stmt.excluded[name] for name in values if name != "unit_id"}
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[columns.unit_id],
+            set_=updates,
+            where=or_(columns.observed_at.is_(None), columns.observed_at <= when),
+        )
+        compiled = stmt.compile(dialect=dialect)
+        names = [*varying, *ready]
+        positions = compiled.positiontup or []
+        if sorted(positions) != sorted(names):
+            raise AssertionError(f"unexpected parameters {positions}")  # cannot happen
+        return _Upsert(
+            compiled.string, itemgetter(*(names.index(n) for n in positions)), tuple(ready.values())
+        )
 
 
 class StatusSweep:
