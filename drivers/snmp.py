@@ -235,12 +235,21 @@ class SnmpPoller:
             self._finish(request, Unreachable(request.serial, "the SNMP poller was closed"))
 
     # ----- reading -----------------------------------------------------------------------
-    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult:
-        """Read every target; the result holds a state or an error for each one."""
+    async def sweep(
+        self,
+        targets: Iterable[UnitTarget],
+        *,
+        each: Callable[[str, UnitState | UnitError], None] | None = None,
+    ) -> SweepResult:
+        """Read every target; the result holds a state or an error for each one.
+
+        `each(serial, outcome)`, when given, is also called as soon as a unit ends, so a
+        caller can record the first units while the last are still being read; an
+        exception it raises ends the sweep with that exception."""
         loop = self._require_loop()
         result = SweepResult()
         started = loop.time()
-        finished = loop.create_future()
+        finished: asyncio.Future[None] = loop.create_future()
         count = 1  # the loop below is itself outstanding until it has submitted everything
 
         def done(serial: str, outcome: UnitState | UnitError) -> None:
@@ -249,6 +258,12 @@ class SnmpPoller:
                 result.errors[serial] = outcome
             else:
                 result.states[serial] = outcome
+            if each is not None:
+                try:
+                    each(serial, outcome)
+                except Exception as exc:  # handed to the sweep's caller
+                    if not finished.done():
+                        finished.set_exception(exc)
             count -= 1
             if count == 0 and not finished.done():
                 finished.set_result(None)
@@ -258,8 +273,9 @@ class SnmpPoller:
             self._read(target, done, urgent=False)
         self._pump()
         count -= 1
-        if count:
-            await finished
+        if count == 0 and not finished.done():
+            finished.set_result(None)
+        await finished
         result.elapsed = loop.time() - started
         return result
 

@@ -3,8 +3,9 @@
 One sweep is one SELECT of the units that have a management address, one SNMP sweep over
 all of them (`drivers.snmp.SnmpPoller`: one socket, a bounded window), and the readings
 written back to `unit_observations` in chunks, one bulk upsert per kind of row and chunk,
-each chunk in its own short transaction. 10,000 units cost a few dozen statements, not
-tens of thousands: so the rows are written here in bulk rather than through
+each chunk in its own short transaction. A chunk is the next units to end: the first are
+written while the sweep still waits for the last answers. 10,000 units cost a few dozen
+statements, not tens of thousands: so the rows are written here in bulk rather than through
 `inventory.repo.record_observation`, keeping its rules:
 
 - a reading sets the read values, the WAN mode, tunnel and account state, `observed_at`;
@@ -20,6 +21,8 @@ unit's fingerprints (`drivers.base.passphrase_fingerprint`) and never shown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -38,7 +41,7 @@ from drivers.base import UnitState, UnitTarget, passphrase_fingerprint
 from drivers.snmp import SnmpPoller, SweepResult
 from fleetd.observe import observation_values
 from inventory.domain import Role, WanMode
-from inventory.errors import FleetError
+from inventory.errors import FleetError, UnitError
 from inventory.models import Unit, UnitObservation
 from inventory.repo.units import PASSPHRASE
 from inventory.secrets import SecretBox
@@ -54,7 +57,12 @@ _WAN_WORDS = {WanMode.PPPOE.value: "pppoe (V4)", WanMode.IPOE.value: "ipoe (V6)"
 class Sweeper(Protocol):
     """What reads the units: `SnmpPoller`, or a fake in a test."""
 
-    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult: ...
+    async def sweep(
+        self,
+        targets: Iterable[UnitTarget],
+        *,
+        each: Callable[[str, UnitState | UnitError], None] | None = None,
+    ) -> SweepResult: ...
 
 
 @dataclass(frozen=True)
@@ -154,29 +162,60 @@ async def sweep_units(
     chunk: int = CHUNK,
 ) -> SweepSummary:
     """Read every unit with a management address and record what each showed (see the
-    module docstring); `now` is the time the observations carry."""
+    module docstring); `now` is the time the observations carry.
+
+    The units are recorded as they end, a chunk at a time: the first chunks are written
+    while the SNMP sweep still waits for the last answers."""
     started = time.perf_counter()
     async with store.sessions() as session:
         units = await load_units(session)
-    result = await snmp.sweep(target_of(u) for u in units)
-    upserts = _Upserts(store.engine.dialect, now)
-    encode = upserts.encode
-    states, errors = result.states, result.errors
-    read = unreachable = drifted = 0
-    for start in range(0, len(units), chunk):
-        readings: list[tuple[Any, ...]] = []
-        clean: list[tuple[Any, ...]] = []
-        failures: list[tuple[Any, ...]] = []
-        for unit in units[start : start + chunk]:
-            state = states.get(unit.serial)
-            if state is None:
-                error = errors.get(unit.serial)
-                failures.append((unit.id, str(error) if error else "not read"))
-                unreachable += 1
-                continue
-            read += 1
-            words = _drift_or_note(unit, state, box)
-            values = observation_values(state)
+    recorder = _Recorder(store, units, now, box, chunk)
+    try:
+        result = await snmp.sweep((target_of(u) for u in units), each=recorder.add)
+    except BaseException:
+        await recorder.abandon()
+        raise
+    read, unreachable, drifted = await recorder.finish(result)
+    summary = SweepSummary(len(units), read, unreachable, drifted, time.perf_counter() - started)
+    log.info("status sweep: %s", summary)
+    return summary
+
+
+class _Recorder:
+    """The rows of a sweep, made as each unit ends and written a chunk at a time, one
+    transaction per chunk, one chunk after the other."""
+
+    def __init__(
+        self,
+        store: Store,
+        units: Sequence[Any],
+        now: datetime,
+        box: SecretBox | None,
+        chunk: int,
+    ) -> None:
+        self._store = store
+        self._left = {unit.serial: unit for unit in units}  # not recorded yet
+        self._box = box
+        self._chunk = chunk
+        self._upserts = _Upserts(store.engine.dialect, now)
+        self._rows: tuple[list[tuple[Any, ...]], ...] = ([], [], [])  # drifted, clean, failed
+        self._count = 0
+        self._writing: asyncio.Future[None] | None = None
+        self.read = self.unreachable = self.drifted = 0
+
+    def add(self, serial: str, outcome: UnitState | UnitError | None) -> None:
+        unit = self._left.pop(serial, None)
+        if unit is None:  # not one of the sweep's units, or recorded already
+            return
+        drifted, clean, failed = self._rows
+        if outcome is None or isinstance(outcome, UnitError):
+            failed.append((unit.id, str(outcome) if outcome else "not read"))
+            self.unreachable += 1
+        else:
+            self.read += 1
+            encode = self._upserts.encode
+            words = _drift_or_note(unit, outcome, self._box)
+            values = observation_values(outcome)
             row = (
                 unit.id,
                 encode(values),
@@ -185,22 +224,49 @@ async def sweep_units(
                 values["account_state"],
             )
             if words:
-                drifted += 1
-                readings.append((*row, encode(words)))
+                self.drifted += 1
+                drifted.append((*row, encode(words)))
             else:
                 clean.append(row)
-        async with store.transaction(write_lock=True) as session:
+        self._count += 1
+        if self._count >= self._chunk:
+            self._flush()
+
+    async def finish(self, result: SweepResult) -> tuple[int, int, int]:
+        """Record the units the sweep did not hand over one by one, write what is left,
+        and wait for every write; (read, unreachable, drifted)."""
+        states, errors = result.states, result.errors
+        for serial in list(self._left):
+            self.add(serial, states.get(serial) or errors.get(serial))
+        if self._count:
+            self._flush()
+        if self._writing is not None:
+            await self._writing
+        return self.read, self.unreachable, self.drifted
+
+    async def abandon(self) -> None:
+        """The sweep failed: let a write under way end (its chunk stays written)."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+
+    def _flush(self) -> None:
+        rows, self._rows, self._count = self._rows, ([], [], []), 0
+        self._writing = asyncio.ensure_future(self._write(self._writing, rows))
+
+    async def _write(
+        self, previous: asyncio.Future[None] | None, rows: tuple[list[tuple[Any, ...]], ...]
+    ) -> None:
+        if previous is not None:
+            await previous  # one chunk after the other; a failed one fails the rest
+        upserts = self._upserts
+        async with self._store.transaction(write_lock=True) as session:
             connection = await session.connection()
-            for upsert, rows in (
-                (upserts.drifted, readings),
-                (upserts.clean, clean),
-                (upserts.failed, failures),
+            for upsert, chunk in zip(
+                (upserts.drifted, upserts.clean, upserts.failed), rows, strict=True
             ):
-                if rows:
-                    await connection.exec_driver_sql(upsert.sql, upsert.parameters(rows))
-    summary = SweepSummary(len(units), read, unreachable, drifted, time.perf_counter() - started)
-    log.info("status sweep: %s", summary)
-    return summary
+                if chunk:
+                    await connection.exec_driver_sql(upsert.sql, upsert.parameters(chunk))
 
 
 def _drift_or_note(unit: Row[Any], state: UnitState, box: SecretBox | None) -> list[str]:

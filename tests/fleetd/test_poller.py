@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from drivers.base import UnitState, UnitTarget, WanState, WlanState, passphrase_
 from drivers.snmp import SweepResult
 from fleetd.poller import StatusSweep, drift, sweep_units
 from inventory import repo
-from inventory.errors import Timeout
+from inventory.errors import Timeout, UnitError
 from inventory.imports import importer_for, run_import
 from inventory.models import Customer, Unit, UnitObservation
 from inventory.records import UnitData
@@ -258,15 +258,25 @@ class FakeSnmp:
     def __init__(self) -> None:
         self.asked = 0
 
-    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult:
+    async def sweep(
+        self,
+        targets: Iterable[UnitTarget],
+        *,
+        each: Callable[[str, UnitState | UnitError], None] | None = None,
+    ) -> SweepResult:
         result = SweepResult()
         base = unit_state("US01SP000000", wan=WanState("pppoe", None, None, None, None, None))
         for number, target in enumerate(targets):
             self.asked += 1
+            outcome: UnitState | UnitError
             if number % 10 == 9:
-                result.errors[target.serial] = Timeout(target.serial, "no SNMP answer in 2 s")
+                outcome = result.errors[target.serial] = Timeout(
+                    target.serial, "no SNMP answer in 2 s"
+                )
             else:
-                result.states[target.serial] = replace(base, serial=target.serial)
+                outcome = result.states[target.serial] = replace(base, serial=target.serial)
+            if each is not None and number % 2:  # half of them as they end, half at the end
+                each(target.serial, outcome)
         return result
 
 
