@@ -39,7 +39,7 @@ from sqlalchemy.types import UserDefinedType
 
 from drivers.base import UnitState, UnitTarget, passphrase_fingerprint
 from drivers.snmp import SnmpPoller, SweepResult
-from fleetd.observe import observation_values
+from fleetd.observe import observation_json, observation_values
 from inventory.domain import Role, WanMode
 from inventory.errors import FleetError, UnitError
 from inventory.models import Unit, UnitObservation
@@ -198,6 +198,13 @@ class _Recorder:
         self._box = box
         self._chunk = chunk
         self._upserts = _Upserts(store.engine.dialect, now)
+        encode = self._upserts.encode
+        # observation_values as the JSON column encodes it, without the dict between
+        self._read_values: Callable[[UnitState], str] = (
+            observation_json
+            if encode is json.dumps
+            else lambda state: encode(observation_values(state))
+        )
         self._rows: tuple[list[tuple[Any, ...]], ...] = ([], [], [])  # drifted, clean, failed
         self._count = 0
         self._writing: asyncio.Future[None] | None = None
@@ -213,19 +220,18 @@ class _Recorder:
             self.unreachable += 1
         else:
             self.read += 1
-            encode = self._upserts.encode
             words = _drift_or_note(unit, outcome, self._box)
-            values = observation_values(outcome)
+            wan = outcome.wan  # the columns as observation_values has them
             row = (
                 unit.id,
-                encode(values),
-                values["wan_mode"],
-                values["tunnel_state"],
-                values["account_state"],
+                self._read_values(outcome),
+                wan.mode if wan else None,
+                wan.tunnel_state if wan else None,
+                outcome.account,
             )
             if words:
                 self.drifted += 1
-                drifted.append((*row, encode(words)))
+                drifted.append((*row, self._upserts.encode(words)))
             else:
                 clean.append(row)
         self._count += 1

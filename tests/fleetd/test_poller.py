@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
@@ -15,6 +16,7 @@ from sqlalchemy import event, func, insert, select
 
 from drivers.base import UnitState, UnitTarget, WanState, WlanState, passphrase_fingerprint
 from drivers.snmp import SweepResult
+from fleetd.observe import observation_json, observation_values
 from fleetd.poller import StatusSweep, drift, sweep_units
 from inventory import repo
 from inventory.errors import Timeout, UnitError
@@ -249,6 +251,28 @@ def test_drift_words(box: SecretBox) -> None:
     # a child has no WAN: its intended WAN mode is not compared
     child = intended(serial, role="child", intended_wan_mode="ipoe")
     assert drift(child, replace(state, role="child", wan=None, internet=None)) == []
+
+
+def test_a_reading_is_stored_as_observation_values_encodes() -> None:
+    """The sweep's own encoding of a reading is the JSON of `observation_values`, exactly."""
+    serial = "US01BJH00022"
+    base = unit_state(serial)
+    for state in (
+        base,
+        replace(base, role="child", wan=None, internet=None),
+        replace(
+            base,
+            wan=WanState("ipoe", "map-e", "down", 'no IPv6: "moved"\n', None, None),
+            guest=WlanState("カフェ 'U' \\ \u2028", "down", None),
+            internet=False,
+            commit_pending=True,
+            commits=4_294_967_295,
+        ),
+        replace(base, lamps={}),
+        replace(base, lamps={"U": "blink", "POWER": "on"}),
+    ):
+        assert observation_json(state) == json.dumps(observation_values(state))
+        assert json.loads(observation_json(state)) == observation_values(state)
 
 
 # ----- ten thousand units -----------------------------------------------------------------
