@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import UserDefinedType
 
-from drivers.base import UnitState, UnitTarget, passphrase_fingerprint
+from drivers.base import UnitState, UnitTarget, WlanState, passphrase_fingerprint
 from drivers.snmp import SnmpPoller, SweepResult
 from fleetd.observe import observation_json, observation_values
 from inventory.domain import Role, WanMode
@@ -51,6 +51,7 @@ log = logging.getLogger("fleetd.poller")
 
 CHUNK = 2000  # observations per transaction
 SNMP_PORT = 161
+_PARENT, _IPOE = Role.PARENT.value, WanMode.IPOE.value
 _WAN_WORDS = {WanMode.PPPOE.value: "pppoe (V4)", WanMode.IPOE.value: "ipoe (V6)"}
 
 
@@ -106,29 +107,40 @@ def drift(unit: Row[Any] | Any, state: UnitState, box: SecretBox | None = None) 
         return [f"serial: intended {unit.serial!r}, observed {state.serial!r}"]
     words: list[str] = []
     wan = state.wan
-    if unit.role == Role.PARENT.value and unit.intended_wan_mode and wan is not None:
+    if wan is not None and unit.role == _PARENT and unit.intended_wan_mode:
         if wan.mode != unit.intended_wan_mode:
             words.append(
                 f"wan mode: intended {_wan(unit.intended_wan_mode)}, observed {_wan(wan.mode)}"
             )
-        elif wan.mode == WanMode.IPOE.value and unit.intended_tunnel:
+        elif wan.mode == _IPOE and unit.intended_tunnel:
             tunnel = unit.intended_tunnel.get("type")
             if tunnel and wan.tunnel != tunnel:
                 words.append(f"tunnel: intended {tunnel}, observed {wan.tunnel or 'none'}")
-    for network, seen in (("business", state.business), ("guest", state.guest)):
-        ssid = getattr(unit, f"intended_{network}_ssid")
-        if ssid is not None and seen.ssid != ssid:
-            words.append(f"{network} ssid: intended {ssid!r}, observed {_quoted(seen.ssid)}")
-        token = getattr(unit, f"intended_{network}_passphrase_enc")
-        if box is not None and token is not None:
-            secret = box.decrypt(token, purpose=PASSPHRASE[network])
-            if seen.passphrase_fingerprint is None:
-                words.append(f"{network} passphrase: intended set, observed none")
-            elif seen.passphrase_fingerprint != passphrase_fingerprint(unit.serial, secret):
-                words.append(f"{network} passphrase: the unit's is not the intended one")
-    if unit.intended_account_state and state.account != unit.intended_account_state:
-        words.append(f"account: intended {unit.intended_account_state}, observed {state.account}")
+    business, guest = state.business, state.guest
+    ssid = unit.intended_business_ssid
+    if ssid is not None and business.ssid != ssid:
+        words.append(f"business ssid: intended {ssid!r}, observed {_quoted(business.ssid)}")
+    if box is not None and unit.intended_business_passphrase_enc is not None:
+        _passphrase(words, "business", business, unit.intended_business_passphrase_enc, unit, box)
+    ssid = unit.intended_guest_ssid
+    if ssid is not None and guest.ssid != ssid:
+        words.append(f"guest ssid: intended {ssid!r}, observed {_quoted(guest.ssid)}")
+    if box is not None and unit.intended_guest_passphrase_enc is not None:
+        _passphrase(words, "guest", guest, unit.intended_guest_passphrase_enc, unit, box)
+    account = unit.intended_account_state
+    if account and state.account != account:
+        words.append(f"account: intended {account}, observed {state.account}")
     return words
+
+
+def _passphrase(
+    words: list[str], network: str, seen: WlanState, token: str, unit: Any, box: SecretBox
+) -> None:
+    secret = box.decrypt(token, purpose=PASSPHRASE[network])
+    if seen.passphrase_fingerprint is None:
+        words.append(f"{network} passphrase: intended set, observed none")
+    elif seen.passphrase_fingerprint != passphrase_fingerprint(unit.serial, secret):
+        words.append(f"{network} passphrase: the unit's is not the intended one")
 
 
 def _wan(mode: str) -> str:
