@@ -89,7 +89,8 @@ class SnmpStats:
 
 @dataclass
 class SweepResult:
-    """Per unit: a state, or the error that stopped it. Every target is in one of the two."""
+    """Per unit: a state, or the error that stopped it. Every target is in one of the two
+    (but for the states a sweep handed to its `each` instead)."""
 
     states: dict[str, UnitState] = field(default_factory=dict)
     errors: dict[str, UnitError] = field(default_factory=dict)
@@ -243,9 +244,10 @@ class SnmpPoller:
     ) -> SweepResult:
         """Read every target; the result holds a state or an error for each one.
 
-        `each(serial, outcome)`, when given, is also called as soon as a unit ends, so a
-        caller can record the first units while the last are still being read; an
-        exception it raises ends the sweep with that exception."""
+        `each(serial, outcome)`, when given, is called as soon as a unit ends instead, so a
+        caller can record the first units while the last are still being read, and a sweep
+        of many units never holds every reading at once: the result then keeps the errors
+        only. An exception `each` raises ends the sweep with that exception."""
         loop = self._require_loop()
         result = SweepResult()
         started = loop.time()
@@ -256,7 +258,7 @@ class SnmpPoller:
             nonlocal count
             if isinstance(outcome, UnitError):
                 result.errors[serial] = outcome
-            else:
+            elif each is None:
                 result.states[serial] = outcome
             if each is not None:
                 try:

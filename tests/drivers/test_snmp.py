@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers import load_driver, passphrase_fingerprint
+from drivers.base import UnitState
 from drivers.snmp import SnmpPoller
 from inventory.errors import AuthFailed, CommandFailed, Timeout, Unreachable
 from simulators.clock import ManualClock
@@ -86,8 +87,11 @@ async def test_each_unit_is_handed_over_once_as_it_ends(served: ServedFleet) -> 
             [target_for(served, u) for u in units], each=lambda s, o: seen.append((s, o))
         )
     assert sorted(s for s, _ in seen) == sorted(u.serial for u in units)
-    assert dict(seen) == {**result.states, **result.errors}
     assert seen[-1][0] == units[0].serial  # the silent one ends last
+    assert isinstance(seen[-1][1], Timeout)
+    assert all(isinstance(outcome, UnitState) for _, outcome in seen[:-1])
+    # the readings went to `each` only; the result keeps the errors
+    assert (result.states, result.errors) == ({}, {units[0].serial: seen[-1][1]})
 
 
 async def test_a_failing_receiver_ends_the_sweep_with_its_error(served: ServedFleet) -> None:
