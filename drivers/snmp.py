@@ -105,8 +105,8 @@ class SweepResult:
 
 
 class _Request:
-    __slots__ = ("attempt", "destination", "done", "on_done", "request_id", "serial",
-                 "template", "timeout", "tries_left")  # fmt: skip
+    __slots__ = ("attempt", "destination", "done", "on_done", "request_id", "serial", "sink",
+                 "target", "template", "timeout", "tries_left")  # fmt: skip
 
     def __init__(
         self,
@@ -126,6 +126,9 @@ class _Request:
         self.request_id = 0
         self.attempt = 0
         self.done = False
+        # a state read: the unit, and who gets its state (see SnmpPoller._state_answered)
+        self.target: UnitTarget | None = None
+        self.sink: Callable[[str, UnitState | UnitError], None] | None = None
 
 
 class SnmpPoller:
@@ -171,7 +174,10 @@ class SnmpPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, _Request] = {}
         self._waiting: deque[_Request] = deque()
-        self._timers: list[tuple[float, int, _Request, int]] = []
+        # (deadline, sequence, request-id, attempt): ids, not requests, so that an answered
+        # request is freed at once instead of living on in the heap until its deadline
+        self._timers: list[tuple[float, int, int, int]] = []
+        self._state_answered_ = self._state_answered  # one bound method for every request
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._sequence = itertools.count()
@@ -303,17 +309,17 @@ class SnmpPoller:
         *,
         urgent: bool,
     ) -> None:
-        serial = target.serial
+        self._submit(target, self._state, self._state_answered_, urgent=urgent, sink=done)
 
-        def answered(request: _Request, outcome: Outcome) -> None:
-            if isinstance(outcome, UnitError):
-                done(serial, outcome)
-            elif outcome.error_status == TOO_BIG and request.template is self._state:
-                self._read_in_halves(target, done)
-            else:
-                done(serial, self._interpret(serial, request.template, outcome))
-
-        self._submit(target, self._state, answered, urgent=urgent)
+    def _state_answered(self, request: _Request, outcome: Outcome) -> None:
+        done, target, serial = request.sink, request.target, request.serial
+        assert done is not None and target is not None
+        if isinstance(outcome, UnitError):
+            done(serial, outcome)
+        elif outcome.error_status == TOO_BIG and request.template is self._state:
+            self._read_in_halves(target, done)
+        else:
+            done(serial, self._interpret(serial, request.template, outcome))
 
     def _read_in_halves(
         self, target: UnitTarget, done: Callable[[str, UnitState | UnitError], None]
@@ -391,12 +397,15 @@ class SnmpPoller:
         on_done: Callable[[_Request, Outcome], None],
         *,
         urgent: bool,
+        sink: Callable[[str, UnitState | UnitError], None] | None = None,
     ) -> None:
         try:
             socket.inet_pton(socket.AF_INET, target.address)  # cheaper than ipaddress
         except (OSError, ValueError):
             error = Unreachable(target.serial, f"SNMP needs an IP address, not {target.address!r}")
-            on_done(_Request(target.serial, ("", 0), template, 0, 0, on_done), error)
+            refused = _Request(target.serial, ("", 0), template, 0, 0, on_done)
+            refused.target, refused.sink = target, sink
+            on_done(refused, error)
             return
         request = _Request(
             target.serial,
@@ -406,6 +415,7 @@ class SnmpPoller:
             self.retries,
             on_done,
         )
+        request.target, request.sink = target, sink
         if urgent:
             self._waiting.appendleft(request)
         else:
@@ -446,7 +456,9 @@ class SnmpPoller:
             return True
         self.stats.sent += 1
         deadline = loop.time() + request.timeout
-        heapq.heappush(self._timers, (deadline, next(self._sequence), request, request.attempt))
+        heapq.heappush(
+            self._timers, (deadline, next(self._sequence), request.request_id, request.attempt)
+        )
         if self._timer is None or deadline < self._timer_at - TIMER_RESOLUTION:
             self._arm(deadline)
         return True
@@ -469,10 +481,11 @@ class SnmpPoller:
         if self._loop is None:
             return
         now = self._loop.time()
-        timers = self._timers
+        timers, pending = self._timers, self._pending
         while timers and timers[0][0] <= now:
-            _, _, request, attempt = heapq.heappop(timers)
-            if request.done or attempt != request.attempt:
+            _, _, request_id, attempt = heapq.heappop(timers)
+            request = pending.get(request_id)  # None: answered (or sent again under a new id)
+            if request is None or request.done or attempt != request.attempt:
                 continue
             if request.tries_left > 0:
                 request.tries_left -= 1
