@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import secrets
@@ -38,6 +39,7 @@ from drivers.snmp_codec import (
     REQUEST_ID_MAX,
     REQUEST_ID_MIN,
     TOO_BIG,
+    AnswerShape,
     Malformed,
     RequestTemplate,
     Response,
@@ -45,7 +47,7 @@ from drivers.snmp_codec import (
     parse_response,
     set_octets_template,
 )
-from drivers.uspot_mib import GUEST_SSID, STATE_OBJECTS, state_from_values
+from drivers.uspot_mib import GUEST_SSID, STATE_OBJECTS, STATE_TAGS, state_from_values
 from inventory.errors import AuthFailed, CommandFailed, Timeout, UnitError, Unreachable
 
 DRAIN_LIMIT = 2048  # datagrams per readiness callback, so the loop stays responsive
@@ -65,6 +67,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.cache
+def _state_request(community: str) -> tuple[RequestTemplate, AnswerShape]:
+    """The state GET and the shape of its normal answer: built once per community (the
+    shape's expression takes a few dozen milliseconds to compile)."""
+    template = get_template(community, list(STATE_OBJECTS.values()))
+    return template, AnswerShape(template, STATE_TAGS)
+
+
 @dataclass
 class SnmpStats:
     sent: int = 0  # datagrams, retries included
@@ -79,7 +89,8 @@ class SnmpStats:
 
 @dataclass
 class SweepResult:
-    """Per unit: a state, or the error that stopped it. Every target is in one of the two."""
+    """Per unit: a state, or the error that stopped it. Every target is in one of the two
+    (but for the states a sweep handed to its `each` instead)."""
 
     states: dict[str, UnitState] = field(default_factory=dict)
     errors: dict[str, UnitError] = field(default_factory=dict)
@@ -94,8 +105,8 @@ class SweepResult:
 
 
 class _Request:
-    __slots__ = ("attempt", "destination", "done", "on_done", "request_id", "serial",
-                 "template", "timeout", "tries_left")  # fmt: skip
+    __slots__ = ("attempt", "destination", "done", "on_done", "request_id", "serial", "sink",
+                 "target", "template", "timeout", "tries_left")  # fmt: skip
 
     def __init__(
         self,
@@ -115,6 +126,9 @@ class _Request:
         self.request_id = 0
         self.attempt = 0
         self.done = False
+        # a state read: the unit, and who gets its state (see SnmpPoller._state_answered)
+        self.target: UnitTarget | None = None
+        self.sink: Callable[[str, UnitState | UnitError], None] | None = None
 
 
 class SnmpPoller:
@@ -149,7 +163,8 @@ class SnmpPoller:
         self._lingering: asyncio.TimerHandle | None = None
         self._now = now
         oids = list(STATE_OBJECTS.values())
-        self._state = get_template(read_community, oids)
+        self._state, self._shape = _state_request(read_community)
+        self._read_at: datetime | None = None  # while answers are being read: when
         half = len(oids) // 2  # for a unit that answers tooBig (it should not: ~800 octets)
         self._halves = (
             get_template(read_community, oids[:half]),
@@ -159,7 +174,10 @@ class SnmpPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, _Request] = {}
         self._waiting: deque[_Request] = deque()
-        self._timers: list[tuple[float, int, _Request, int]] = []
+        # (deadline, sequence, request-id, attempt): ids, not requests, so that an answered
+        # request is freed at once instead of living on in the heap until its deadline
+        self._timers: list[tuple[float, int, int, int]] = []
+        self._state_answered_ = self._state_answered  # one bound method for every request
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._sequence = itertools.count()
@@ -224,20 +242,36 @@ class SnmpPoller:
             self._finish(request, Unreachable(request.serial, "the SNMP poller was closed"))
 
     # ----- reading -----------------------------------------------------------------------
-    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult:
-        """Read every target; the result holds a state or an error for each one."""
+    async def sweep(
+        self,
+        targets: Iterable[UnitTarget],
+        *,
+        each: Callable[[str, UnitState | UnitError], None] | None = None,
+    ) -> SweepResult:
+        """Read every target; the result holds a state or an error for each one.
+
+        `each(serial, outcome)`, when given, is called as soon as a unit ends instead, so a
+        caller can record the first units while the last are still being read, and a sweep
+        of many units never holds every reading at once: the result then keeps the errors
+        only. An exception `each` raises ends the sweep with that exception."""
         loop = self._require_loop()
         result = SweepResult()
         started = loop.time()
-        finished = loop.create_future()
+        finished: asyncio.Future[None] = loop.create_future()
         count = 1  # the loop below is itself outstanding until it has submitted everything
 
         def done(serial: str, outcome: UnitState | UnitError) -> None:
             nonlocal count
             if isinstance(outcome, UnitError):
                 result.errors[serial] = outcome
-            else:
+            elif each is None:
                 result.states[serial] = outcome
+            if each is not None:
+                try:
+                    each(serial, outcome)
+                except Exception as exc:  # handed to the sweep's caller
+                    if not finished.done():
+                        finished.set_exception(exc)
             count -= 1
             if count == 0 and not finished.done():
                 finished.set_result(None)
@@ -247,8 +281,9 @@ class SnmpPoller:
             self._read(target, done, urgent=False)
         self._pump()
         count -= 1
-        if count:
-            await finished
+        if count == 0 and not finished.done():
+            finished.set_result(None)
+        await finished
         result.elapsed = loop.time() - started
         return result
 
@@ -274,17 +309,17 @@ class SnmpPoller:
         *,
         urgent: bool,
     ) -> None:
-        serial = target.serial
+        self._submit(target, self._state, self._state_answered_, urgent=urgent, sink=done)
 
-        def answered(request: _Request, outcome: Outcome) -> None:
-            if isinstance(outcome, UnitError):
-                done(serial, outcome)
-            elif outcome.error_status == TOO_BIG and request.template is self._state:
-                self._read_in_halves(target, done)
-            else:
-                done(serial, self._interpret(serial, request.template, outcome))
-
-        self._submit(target, self._state, answered, urgent=urgent)
+    def _state_answered(self, request: _Request, outcome: Outcome) -> None:
+        done, target, serial = request.sink, request.target, request.serial
+        assert done is not None and target is not None
+        if isinstance(outcome, UnitError):
+            done(serial, outcome)
+        elif outcome.error_status == TOO_BIG and request.template is self._state:
+            self._read_in_halves(target, done)
+        else:
+            done(serial, self._interpret(serial, request.template, outcome))
 
     def _read_in_halves(
         self, target: UnitTarget, done: Callable[[str, UnitState | UnitError], None]
@@ -322,7 +357,7 @@ class SnmpPoller:
             return CommandFailed(serial, "SNMP GET", f"{status} (index {response.error_index})")
         if response.names != self._state.names:  # one C-level comparison of 25 OIDs
             return CommandFailed(serial, "SNMP GET", "the answer names other objects")
-        return state_from_values(response.values, self._now())
+        return state_from_values(response.values, self._read_at or self._now())
 
     # ----- writing -----------------------------------------------------------------------
     async def set_guest_ssid(self, target: UnitTarget, ssid: str) -> None:
@@ -362,12 +397,15 @@ class SnmpPoller:
         on_done: Callable[[_Request, Outcome], None],
         *,
         urgent: bool,
+        sink: Callable[[str, UnitState | UnitError], None] | None = None,
     ) -> None:
         try:
             socket.inet_pton(socket.AF_INET, target.address)  # cheaper than ipaddress
         except (OSError, ValueError):
             error = Unreachable(target.serial, f"SNMP needs an IP address, not {target.address!r}")
-            on_done(_Request(target.serial, ("", 0), template, 0, 0, on_done), error)
+            refused = _Request(target.serial, ("", 0), template, 0, 0, on_done)
+            refused.target, refused.sink = target, sink
+            on_done(refused, error)
             return
         request = _Request(
             target.serial,
@@ -377,6 +415,7 @@ class SnmpPoller:
             self.retries,
             on_done,
         )
+        request.target, request.sink = target, sink
         if urgent:
             self._waiting.appendleft(request)
         else:
@@ -417,7 +456,9 @@ class SnmpPoller:
             return True
         self.stats.sent += 1
         deadline = loop.time() + request.timeout
-        heapq.heappush(self._timers, (deadline, next(self._sequence), request, request.attempt))
+        heapq.heappush(
+            self._timers, (deadline, next(self._sequence), request.request_id, request.attempt)
+        )
         if self._timer is None or deadline < self._timer_at - TIMER_RESOLUTION:
             self._arm(deadline)
         return True
@@ -440,10 +481,11 @@ class SnmpPoller:
         if self._loop is None:
             return
         now = self._loop.time()
-        timers = self._timers
+        timers, pending = self._timers, self._pending
         while timers and timers[0][0] <= now:
-            _, _, request, attempt = heapq.heappop(timers)
-            if request.done or attempt != request.attempt:
+            _, _, request_id, attempt = heapq.heappop(timers)
+            request = pending.get(request_id)  # None: answered (or sent again under a new id)
+            if request is None or request.done or attempt != request.attempt:
                 continue
             if request.tries_left > 0:
                 request.tries_left -= 1
@@ -472,17 +514,33 @@ class SnmpPoller:
         sock = self._sock
         if sock is None:
             return
+        # one clock read for the answers drained together (they came within a few ms)
+        self._read_at = self._now()
+        try:
+            self._drain(sock)
+        finally:
+            self._read_at = None
+        self._pump()
         pending = self._pending
+        if self._linger > 0 and len(pending) >= LINGER_MIN_IN_FLIGHT and self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+            self._lingering = self._loop.call_later(self._linger, self._resume_reading)
+
+    def _drain(self, sock: socket.socket) -> None:
+        pending = self._pending
+        shape = self._shape.parse
         for _ in range(DRAIN_LIMIT):
             try:
                 data, peer = sock.recvfrom(RECEIVE_SIZE)
             except OSError:  # BlockingIOError: drained
                 break
-            try:
-                response = parse_response(data)
-            except Malformed:
-                self.stats.malformed += 1
-                continue
+            response = shape(data)  # the usual answer, or None: the general reader decides
+            if response is None:
+                try:
+                    response = parse_response(data)
+                except Malformed:
+                    self.stats.malformed += 1
+                    continue
             request = pending.get(response.request_id)
             if (
                 request is None
@@ -494,10 +552,6 @@ class SnmpPoller:
             del pending[response.request_id]
             self.stats.answers += 1
             self._finish(request, response)
-        self._pump()
-        if self._linger > 0 and len(pending) >= LINGER_MIN_IN_FLIGHT and self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            self._lingering = self._loop.call_later(self._linger, self._resume_reading)
 
     def _resume_reading(self) -> None:
         self._lingering = None

@@ -51,11 +51,21 @@ STATE_OBJECTS: dict[str, Oid] = {
 }
 GUEST_SSID: Oid = STATE_OBJECTS["uspotGuestSsid"]
 
-ROLES = {1: "parent", 2: "child", 3: "ap"}
-WAN_MODES = {1: "pppoe", 2: "ipoe"}
-TUNNELS = {1: "ds-lite", 2: "map-e", 3: "ipip"}
-UP_DOWN = {1: "up", 2: "down"}  # notApplicable(3): None
-LAMPS = {1: "on", 2: "off", 3: "blink"}
+# Their syntax (BER tags: INTEGER 0x02, DisplayString 0x04, Counter32 0x41, TimeTicks 0x43),
+# in the same order: the shape of a normal answer (`drivers.snmp_codec.AnswerShape`).
+_TEXT = ("uspotSerial", "uspotParentSerial", "uspotFirmware", "uspotWanIpv4Address",
+         "uspotWanIpv6Address", "uspotTunnelReason", "uspotBusinessSsid",
+         "uspotBusinessPassphraseFingerprint", "uspotGuestSsid",
+         "uspotGuestPassphraseFingerprint")  # fmt: skip
+_SYNTAX = {"sysUpTime": 0x43, "uspotCommitCount": 0x41} | dict.fromkeys(_TEXT, 0x04)
+STATE_TAGS: tuple[int, ...] = tuple(_SYNTAX.get(name, 0x02) for name in STATE_OBJECTS)
+
+# keyed by any value read: a missing or non-INTEGER one is simply not found
+ROLES: dict[Value, str] = {1: "parent", 2: "child", 3: "ap"}
+WAN_MODES: dict[Value, str] = {1: "pppoe", 2: "ipoe"}
+TUNNELS: dict[Value, str] = {1: "ds-lite", 2: "map-e", 3: "ipip"}
+UP_DOWN: dict[Value, str] = {1: "up", 2: "down"}  # notApplicable(3): None
+LAMPS: dict[Value, str] = {1: "on", 2: "off", 3: "blink"}
 TRUE = 1  # TruthValue
 
 
@@ -70,7 +80,7 @@ def _number(value: Value) -> int:
 
 
 def _wlan(ssid: Value, state: Value, fingerprint: Value) -> WlanState:
-    return WlanState(_text(ssid), UP_DOWN.get(_number(state), "down"), _text(fingerprint))
+    return WlanState(_text(ssid), UP_DOWN.get(state, "down"), _text(fingerprint))
 
 
 def state_from_values(values: Sequence[Value], read_at: datetime) -> UnitState:
@@ -83,38 +93,40 @@ def state_from_values(values: Sequence[Value], read_at: datetime) -> UnitState:
         guest_ssid, guest_state, guest_fingerprint,
         commit_pending, commit_count,
     ) = values  # fmt: skip
-    role = ROLES.get(_number(role_number), "unknown")
+    # Positional arguments, in the classes' field order: a sweep builds ten thousand of
+    # these, and keywords cost a frozen dataclass about twice as much.
+    role = ROLES.get(role_number, "unknown")
     wan = None
     if role == "parent":
         wan = WanState(
-            mode=WAN_MODES.get(_number(wan_mode), "none"),
-            tunnel=TUNNELS.get(_number(tunnel_type)),
-            tunnel_state=UP_DOWN.get(_number(tunnel_state)),
-            tunnel_reason=_text(tunnel_reason),
-            ipv4=_text(ipv4),
-            ipv6=_text(ipv6),
+            WAN_MODES.get(wan_mode, "none"),
+            TUNNELS.get(tunnel_type),
+            UP_DOWN.get(tunnel_state),
+            _text(tunnel_reason),
+            _text(ipv4),
+            _text(ipv6),
         )
     return UnitState(
-        serial=_text(serial) or "",
-        role=role,
-        firmware=_text(firmware) or "",
-        account="active" if account == 1 else "stopped",
-        internet=(internet == 1) if role == "parent" else None,
-        wan=wan,
-        lamps={
-            "POWER": LAMPS.get(_number(lamp_power), "off"),
-            "WAN": LAMPS.get(_number(lamp_wan), "off"),
-            "U": LAMPS.get(_number(lamp_u), "off"),
+        _text(serial) or "",  # serial
+        role,
+        _text(firmware) or "",  # firmware
+        "active" if account == 1 else "stopped",  # account
+        (internet == 1) if wan is not None else None,  # internet
+        wan,
+        {
+            "POWER": LAMPS.get(lamp_power, "off"),
+            "WAN": LAMPS.get(lamp_wan, "off"),
+            "U": LAMPS.get(lamp_u, "off"),
         },
-        business=_wlan(business_ssid, business_state, business_fingerprint),
-        guest=_wlan(guest_ssid, guest_state, guest_fingerprint),
-        commit_pending=commit_pending == TRUE,
-        rollback_in=None,
-        commits=_number(commit_count),
-        running=None,
-        read_at=read_at,
-        parent=_text(parent),
-        link_item=link_item == TRUE,
-        uptime=_number(uptime) // 100,
-        source="snmp",
+        _wlan(business_ssid, business_state, business_fingerprint),
+        _wlan(guest_ssid, guest_state, guest_fingerprint),
+        commit_pending == TRUE,  # commit_pending
+        None,  # rollback_in
+        _number(commit_count),  # commits
+        None,  # running
+        read_at,
+        _text(parent),  # parent
+        link_item == TRUE,  # link_item
+        _number(uptime) // 100,  # uptime
+        "snmp",  # source
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers import load_driver, passphrase_fingerprint
+from drivers.base import UnitState
 from drivers.snmp import SnmpPoller
 from inventory.errors import AuthFailed, CommandFailed, Timeout, Unreachable
 from simulators.clock import ManualClock
@@ -75,6 +76,31 @@ async def test_one_bad_unit_never_stops_the_sweep(served: ServedFleet) -> None:
     assert "2 tries" in str(result.errors[silent.serial])
     assert snmp.stats.retries == 2
     assert snmp.stats.timeouts == 2
+
+
+async def test_each_unit_is_handed_over_once_as_it_ends(served: ServedFleet) -> None:
+    units = list(served.fleet)
+    await set_fault(served, units[0], snmp_timeout=True)
+    seen: list[tuple[str, object]] = []
+    async with SnmpPoller(timeout=0.2, retries=0) as snmp:
+        result = await snmp.sweep(
+            [target_for(served, u) for u in units], each=lambda s, o: seen.append((s, o))
+        )
+    assert sorted(s for s, _ in seen) == sorted(u.serial for u in units)
+    assert seen[-1][0] == units[0].serial  # the silent one ends last
+    assert isinstance(seen[-1][1], Timeout)
+    assert all(isinstance(outcome, UnitState) for _, outcome in seen[:-1])
+    # the readings went to `each` only; the result keeps the errors
+    assert (result.states, result.errors) == ({}, {units[0].serial: seen[-1][1]})
+
+
+async def test_a_failing_receiver_ends_the_sweep_with_its_error(served: ServedFleet) -> None:
+    def refuse(serial: str, outcome: object) -> None:
+        raise RuntimeError(f"cannot take {serial}")
+
+    async with SnmpPoller(timeout=0.2, retries=0) as snmp:
+        with pytest.raises(RuntimeError, match="cannot take"):
+            await snmp.sweep([target_for(served, u) for u in served.fleet], each=refuse)
 
 
 async def test_wrong_community_is_a_timeout(served: ServedFleet) -> None:

@@ -11,13 +11,14 @@ from pysnmp.proto.api import v2c
 from drivers.snmp_codec import (
     REQUEST_ID_MAX,
     REQUEST_ID_MIN,
+    AnswerShape,
     Malformed,
     get_template,
     oid_contents,
     parse_response,
     set_octets_template,
 )
-from drivers.uspot_mib import STATE_OBJECTS
+from drivers.uspot_mib import STATE_OBJECTS, STATE_TAGS
 
 MAX_RESPONSE = 1472  # the unit answers tooBig above this (docs/unit-mib.md, section 1)
 
@@ -132,3 +133,77 @@ def test_the_largest_possible_state_answer_fits_in_one_frame() -> None:
     ]
     size = len(response(REQUEST_ID_MAX, varbinds))
     assert size < MAX_RESPONSE, size
+
+
+def test_a_binding_cut_short_is_malformed() -> None:
+    oid = (1, 3, 6, 1, 4, 1, 55555, 1, 1, 1, 0)
+    data = bytearray(response(REQUEST_ID_MIN, [(oid, v2c.OctetString(b"x"))]))
+    name = oid_contents(oid)
+    # the binding's name says it runs past the end of the datagram
+    data[data.index(bytes([0x06, len(name)]) + name) + 1] = 0x7F
+    with pytest.raises(Malformed):
+        parse_response(bytes(data))
+
+
+# ----- the usual answer, read in one match --------------------------------------------------
+def state_answer(request_id: int = 0x0102_0304, **values: Any) -> bytes:
+    """An answer to the state GET, as a unit gives it, with `values` by MIB name."""
+    usual: dict[str, Any] = {
+        "sysUpTime": v2c.TimeTicks(360000),
+        "uspotRole": v2c.Integer(1),
+        "uspotCommitCount": v2c.Counter32(7),
+        "uspotGuestSsid": v2c.OctetString("カフェ".encode()),
+    }
+    usual.update(values)
+    varbinds = []
+    for (name, oid), tag in zip(STATE_OBJECTS.items(), STATE_TAGS, strict=True):
+        default = v2c.OctetString(b"US01SP000001") if tag == 0x04 else v2c.Integer(2)
+        varbinds.append((oid, usual.get(name, default)))
+    return response(request_id, varbinds)
+
+
+def state_shape(community: str = "public") -> AnswerShape:
+    return AnswerShape(get_template(community, list(STATE_OBJECTS.values())), STATE_TAGS)
+
+
+def test_the_usual_answer_reads_as_parse_response_reads_it() -> None:
+    shape = state_shape()
+    for data in (
+        state_answer(),
+        state_answer(REQUEST_ID_MAX, sysUpTime=v2c.TimeTicks(4294967295)),
+        state_answer(uspotGuestSsid=v2c.OctetString(b""), uspotRole=v2c.Integer(-1)),
+        state_answer(uspotTunnelReason=v2c.OctetString(b"r" * 95)),
+    ):
+        assert shape.parse(data) == parse_response(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        state_answer(uspotRole=v2c.Integer(300)),  # two content octets
+        state_answer(uspotGuestSsid=v2c.NoSuchInstance("")),
+        state_answer(uspotCommitCount=v2c.Gauge32(7)),  # another syntax
+        state_answer(uspotTunnelReason=v2c.OctetString(b"r" * 200)),  # long-form lengths
+        response(REQUEST_ID_MIN, [], status=1),
+        state_answer()[:-1],
+        state_answer() + b"\0",
+    ],
+)
+def test_any_other_answer_is_left_to_parse_response(data: bytes) -> None:
+    assert state_shape().parse(data) is None
+
+
+def test_another_community_is_not_the_usual_answer() -> None:
+    assert state_shape("private").parse(state_answer()) is None
+
+
+def test_a_damaged_answer_is_never_read_otherwise_than_by_parse_response() -> None:
+    shape = state_shape()
+    data = state_answer()
+    for index in range(len(data)):
+        for octet in {data[index] ^ 0x01, data[index] ^ 0x80, 0x00, 0x7F, 0xFF}:
+            damaged = data[:index] + bytes([octet]) + data[index + 1 :]
+            read = shape.parse(damaged)
+            if read is None:
+                continue
+            assert read == parse_response(damaged), index  # Malformed would raise here

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,10 @@ from sqlalchemy import event, func, insert, select
 
 from drivers.base import UnitState, UnitTarget, WanState, WlanState, passphrase_fingerprint
 from drivers.snmp import SweepResult
+from fleetd.observe import observation_json, observation_values
 from fleetd.poller import StatusSweep, drift, sweep_units
 from inventory import repo
-from inventory.errors import Timeout
+from inventory.errors import Timeout, UnitError
 from inventory.imports import importer_for, run_import
 from inventory.models import Customer, Unit, UnitObservation
 from inventory.records import UnitData
@@ -251,6 +253,28 @@ def test_drift_words(box: SecretBox) -> None:
     assert drift(child, replace(state, role="child", wan=None, internet=None)) == []
 
 
+def test_a_reading_is_stored_as_observation_values_encodes() -> None:
+    """The sweep's own encoding of a reading is the JSON of `observation_values`, exactly."""
+    serial = "US01BJH00022"
+    base = unit_state(serial)
+    for state in (
+        base,
+        replace(base, role="child", wan=None, internet=None),
+        replace(
+            base,
+            wan=WanState("ipoe", "map-e", "down", 'no IPv6: "moved"\n', None, None),
+            guest=WlanState("カフェ 'U' \\ \u2028", "down", None),
+            internet=False,
+            commit_pending=True,
+            commits=4_294_967_295,
+        ),
+        replace(base, lamps={}),
+        replace(base, lamps={"U": "blink", "POWER": "on"}),
+    ):
+        assert observation_json(state) == json.dumps(observation_values(state))
+        assert json.loads(observation_json(state)) == observation_values(state)
+
+
 # ----- ten thousand units -----------------------------------------------------------------
 class FakeSnmp:
     """Answers for every unit at once: a reading, or a timeout for every tenth."""
@@ -258,15 +282,25 @@ class FakeSnmp:
     def __init__(self) -> None:
         self.asked = 0
 
-    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult:
+    async def sweep(
+        self,
+        targets: Iterable[UnitTarget],
+        *,
+        each: Callable[[str, UnitState | UnitError], None] | None = None,
+    ) -> SweepResult:
         result = SweepResult()
         base = unit_state("US01SP000000", wan=WanState("pppoe", None, None, None, None, None))
         for number, target in enumerate(targets):
             self.asked += 1
+            outcome: UnitState | UnitError
             if number % 10 == 9:
-                result.errors[target.serial] = Timeout(target.serial, "no SNMP answer in 2 s")
+                outcome = result.errors[target.serial] = Timeout(
+                    target.serial, "no SNMP answer in 2 s"
+                )
             else:
-                result.states[target.serial] = replace(base, serial=target.serial)
+                outcome = result.states[target.serial] = replace(base, serial=target.serial)
+            if each is not None and number % 2:  # half of them as they end, half at the end
+                each(target.serial, outcome)
         return result
 
 
