@@ -20,9 +20,10 @@ unit's fingerprints (`drivers.base.passphrase_fingerprint`) and never shown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -158,13 +159,12 @@ async def sweep_units(
     started = time.perf_counter()
     async with store.sessions() as session:
         units = await load_units(session)
-    result = await snmp.sweep(target_of(u) for u in units)
     read = unreachable = drifted = 0
-    for start in range(0, len(units), chunk):
+    async for part, result in _read_in_chunks(snmp, units, chunk):
         readings: list[dict[str, Any]] = []
         clean: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
-        for unit in units[start : start + chunk]:
+        for unit in part:
             state = result.states.get(unit.serial)
             if state is None:
                 error = result.errors.get(unit.serial)
@@ -194,6 +194,33 @@ async def sweep_units(
     summary = SweepSummary(len(units), read, unreachable, drifted, time.perf_counter() - started)
     log.info("status sweep: %s", summary)
     return summary
+
+
+async def _read_in_chunks(
+    snmp: Sweeper, units: Sequence[Row[Any]], chunk: int
+) -> AsyncIterator[tuple[Sequence[Row[Any]], SweepResult]]:
+    """Every unit read, `chunk` units to a result, each chunk as soon as it is done.
+
+    All the chunks are handed to the poller at once, in order, so its window stays as full
+    as with one sweep of everything and a unit that times out holds back its own chunk only.
+    The caller writes a chunk's readings and drops them before the next: a sweep holds the
+    readings of the few chunks not yet written, rather than of the whole fleet until the end
+    (memory that, once freed, the process does not give back: see benchmarks/memory.py)."""
+    tasks = {
+        asyncio.ensure_future(snmp.sweep(target_of(u) for u in units[start : start + chunk])):
+        start
+        for start in range(0, len(units), chunk)
+    }  # fmt: skip
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=tasks.__getitem__):
+                start = tasks.pop(task)
+                yield units[start : start + chunk], task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _drift_or_note(unit: Row[Any], state: UnitState, box: SecretBox | None) -> list[str]:
