@@ -39,8 +39,10 @@ class Redactor:
 
     def __init__(self) -> None:
         self._words: set[str] = set()  # secrets without whitespace
-        # their lengths, by their first MIN_SECRET_LENGTH characters
-        self._lengths: dict[str, set[int]] = {}
+        # their lengths, by their first MIN_SECRET_LENGTH characters: bit n is set when a
+        # secret of n characters starts so (one int per prefix, not a set: a daemon that
+        # reads every unit's passphrases holds one entry per passphrase)
+        self._lengths: dict[str, int] = {}
         self._phrases: set[str] = set()  # secrets with whitespace inside: searched as text
 
     def add_secret(self, value: str) -> None:
@@ -48,7 +50,8 @@ class Redactor:
             return
         if _RUN.fullmatch(value):
             self._words.add(value)
-            self._lengths.setdefault(value[:MIN_SECRET_LENGTH], set()).add(len(value))
+            prefix = value[:MIN_SECRET_LENGTH]
+            self._lengths[prefix] = self._lengths.get(prefix, 0) | 1 << len(value)
         else:
             self._phrases.add(value)
 
@@ -73,10 +76,11 @@ class Redactor:
         for run in _RUN.findall(text):
             end = len(run)
             for start in range(end - head + 1):
-                lengths = self._lengths.get(run[start : start + head])
-                if lengths is None:
-                    continue
-                for length in lengths:
+                lengths = self._lengths.get(run[start : start + head], 0)
+                while lengths:
+                    lowest = lengths & -lengths
+                    lengths ^= lowest
+                    length = lowest.bit_length() - 1
                     window = run[start : start + length]
                     if start + length <= end and window in self._words:
                         hits.add(window)
