@@ -204,8 +204,8 @@ async def _read_in_chunks(
     All the chunks are handed to the poller at once, in order, so its window stays as full
     as with one sweep of everything and a unit that times out holds back its own chunk only.
     The caller writes a chunk's readings and drops them before the next: a sweep holds the
-    readings of the few chunks not yet written, rather than of the whole fleet until the end
-    (memory that, once freed, the process does not give back: see benchmarks/memory.py)."""
+    readings of the chunks not yet written rather than those of the whole fleet until the end
+    (memory that the daemon's RSS keeps once it has held it)."""
     tasks = {
         asyncio.ensure_future(snmp.sweep(target_of(u) for u in units[start : start + chunk])):
         start
@@ -218,8 +218,10 @@ async def _read_in_chunks(
             for task in sorted(done, key=tasks.__getitem__):
                 start = tasks.pop(task)
                 yield units[start : start + chunk], task.result()
-    finally:
+    finally:  # the caller stopped early (an error): the chunks not yet taken are dropped
         for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: it is the caller's error that is raised
             task.cancel()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
@@ -15,7 +16,7 @@ from sqlalchemy import event, func, insert, select
 
 from drivers.base import UnitState, UnitTarget, WanState, WlanState, passphrase_fingerprint
 from drivers.snmp import SweepResult
-from fleetd.poller import StatusSweep, drift, sweep_units
+from fleetd.poller import StatusSweep, _read_in_chunks, drift, sweep_units
 from inventory import repo
 from inventory.errors import Timeout
 from inventory.imports import importer_for, run_import
@@ -320,3 +321,50 @@ async def test_ten_thousand_units_cost_a_few_statements(store: Store) -> None:
             select(func.count()).where(UnitObservation.reachable.is_(False))
         )
     assert (written, unreachable) == (count, 1000)
+
+
+class ChunkedSnmp:
+    """Reads each chunk after a pause that makes the later chunks finish first; fails the
+    chunk holding `failing` when given."""
+
+    def __init__(self, failing: str | None = None) -> None:
+        self.failing = failing
+        self.calls = 0
+
+    async def sweep(self, targets: Iterable[UnitTarget]) -> SweepResult:
+        part = list(targets)
+        self.calls += 1
+        await asyncio.sleep(0.05 / self.calls)
+        if self.failing in {t.serial for t in part}:
+            raise RuntimeError("the poller broke")
+        result = SweepResult()
+        for target in part:
+            result.errors[target.serial] = Timeout(target.serial, "no SNMP answer")
+        return result
+
+
+def _rows(count: int) -> list[Any]:
+    return [
+        SimpleNamespace(serial=f"US01SP{n:06d}", mgmt_address="127.0.0.1", snmp_port=None)
+        for n in range(count)
+    ]
+
+
+async def test_the_chunks_are_handed_over_as_they_finish_each_unit_once() -> None:
+    units = _rows(25)
+    seen: list[str] = []
+    async for part, result in _read_in_chunks(ChunkedSnmp(), units, 10):
+        assert set(result.errors) == {u.serial for u in part}
+        seen.extend(u.serial for u in part)
+    assert seen[:5] == [u.serial for u in units[20:]]  # the last chunk finished first
+    assert sorted(seen) == [u.serial for u in units]
+
+
+async def test_a_chunk_that_fails_fails_the_sweep_and_drops_the_others() -> None:
+    snmp = ChunkedSnmp(failing="US01SP000012")
+    with pytest.raises(RuntimeError, match="the poller broke"):
+        async for _part, _result in _read_in_chunks(snmp, _rows(30), 10):
+            pass
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.sleep(0)
+    assert all(t.done() for t in pending)
