@@ -55,7 +55,7 @@ class Timeouts:
     commit: float = 120.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnitTarget:
     """Everything a driver needs to reach one unit; built by the daemon from its inventory.
 
@@ -79,7 +79,7 @@ class UnitTarget:
 
 
 # ----- what a unit reports ---------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WanState:
     """A parent's WAN. ``tunnel_state`` is None in V4 mode (the unit prints ``n/a``)."""
 
@@ -92,14 +92,14 @@ class WanState:
     pppoe_username: str | None = None  # not reported over SNMP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WlanState:
     ssid: str | None
     state: str  # "up" or "down"
     passphrase_fingerprint: str | None  # see passphrase_fingerprint(); None: no passphrase
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnitState:
     """One reading of a unit. ``wan`` and ``internet`` are None on a child or an access point.
 

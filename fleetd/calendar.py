@@ -9,7 +9,10 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import functools
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import holidays
 
@@ -18,14 +21,37 @@ from fleetd.clock import JST
 MONTH_END_STOP = dt.time(23, 59)
 
 
+@functools.cache
+def _japan() -> Any:
+    """The `holidays` package's class of Japan's public holidays, loaded alone.
+
+    `holidays.country_holidays("JP")` imports `holidays.countries`, which imports every
+    country's module (some 250 of them, several MB held for as long as the daemon runs) to
+    use one; this loads the module of Japan only. Should the package lay its files out
+    differently one day, the ordinary look-up is used."""
+    path = Path(holidays.__file__).parent / "countries" / "japan.py"
+    spec = importlib.util.spec_from_file_location("holidays.countries.japan", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        return functools.partial(holidays.country_holidays, "JP")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Japan
+
+
+def japanese_holidays(year: int) -> holidays.HolidayBase:
+    """Japan's public holidays of `year` with their names, as `holidays.country_holidays("JP")`
+    gives them."""
+    result: holidays.HolidayBase = _japan()(years=year)
+    return result
+
+
 @functools.lru_cache(maxsize=64)
 def _japanese_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays.country_holidays("JP", years=year))
+    return frozenset(japanese_holidays(year))
 
 
 def holiday_name(day: dt.date) -> str | None:
-    names = holidays.country_holidays("JP", years=day.year)
-    name = names.get(day)
+    name = japanese_holidays(day.year).get(day)
     return str(name) if name else None
 
 

@@ -29,12 +29,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetd import monthend, scheduler
@@ -46,6 +44,9 @@ from inventory.imports import ImportReport, importer_for, run_import
 from inventory.redact import RedactingFilter, Redactor, install_redaction
 from inventory.secrets import generate_key_file
 from inventory.store import open_store, shown
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 T = TypeVar("T")
 log = logging.getLogger("fleetd.cli")
@@ -199,6 +200,8 @@ def _import(
             box = cli.settings.secret_box(cli.redactor)
         except SecretKeyError as exc:
             fail(str(exc), 2)
+    from rich.console import Console  # the progress bar's; `serve` does without
+
     console = Console(stderr=True)
 
     async def go() -> ImportReport:
@@ -230,6 +233,14 @@ class _Bar:
     """A transient progress bar on the terminal; nothing when output is not a terminal."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

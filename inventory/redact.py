@@ -42,8 +42,10 @@ class Redactor:
 
     def __init__(self) -> None:
         self._words: set[str] = set()  # secrets without whitespace
-        # their lengths, by their first MIN_SECRET_LENGTH characters
-        self._lengths: dict[str, set[int]] = {}
+        # their lengths, by their first MIN_SECRET_LENGTH characters: bit n is set when a
+        # secret of n characters starts so (one int per prefix, not a set: a daemon that
+        # reads every unit's passphrases holds one entry per passphrase)
+        self._lengths: dict[str, int] = {}
         self._phrases: set[str] = set()  # secrets with whitespace inside: searched as text
 
     def add_secret(self, value: str) -> None:
@@ -51,7 +53,8 @@ class Redactor:
             return
         if _RUN.fullmatch(value):
             self._words.add(value)
-            self._lengths.setdefault(value[:MIN_SECRET_LENGTH], set()).add(len(value))
+            prefix = value[:MIN_SECRET_LENGTH]
+            self._lengths[prefix] = self._lengths.get(prefix, 0) | 1 << len(value)
         else:
             self._phrases.add(value)
 
@@ -84,7 +87,11 @@ class Redactor:
             for first in {run[i : i + head] for i in range(end - head + 1)} & starts:
                 start = run.find(first)
                 while start >= 0:
-                    for length in self._lengths[first]:
+                    lengths = self._lengths[first]
+                    while lengths:
+                        lowest = lengths & -lengths
+                        lengths ^= lowest
+                        length = lowest.bit_length() - 1
                         window = run[start : start + length]
                         if start + length <= end and window in self._words:
                             hits.add(window)

@@ -16,17 +16,15 @@ that was committed.
 
 from __future__ import annotations
 
+import ast
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -39,9 +37,13 @@ from sqlalchemy.ext.asyncio import (
 
 from inventory.errors import StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: daemons starting together migrate one after the other
 _MIGRATION_LOCK = 0x666C656574640001
+VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # Execution options of a connection that will write: on SQLite its transaction takes the write
@@ -104,12 +106,14 @@ class Store:
     def alembic_config(self) -> Config:
         """Alembic's configuration for this store; migrations get the connection through
         `attributes["connection"]`, so the URL (and its password) is not put in it."""
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         return cfg
 
     def head(self) -> str | None:
-        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        return migrations_head()
 
     async def revision(self) -> str | None:
         """The database's current schema revision (None: never migrated)."""
@@ -159,6 +163,8 @@ class Store:
         await self.close()
 
     def _run(self, conn: Connection, action: str, revision: str) -> None:
+        from alembic import command
+
         cfg = self.alembic_config()
         cfg.attributes["connection"] = conn
         if action == "upgrade":
@@ -185,7 +191,48 @@ def _reason(exc: BaseException) -> str:
 
 
 def _current_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision in Alembic's version table (None: no table, or no row in it).
+
+    Read directly rather than through Alembic, whose import (its DDL layer, Mako) a daemon
+    that only checks the schema does not need."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()  # noqa: S608
+    if len(rows) > 1:
+        raise StoreError(f"the database has several schema heads ({', '.join(sorted(rows))})")
+    return rows[0] if rows else None
+
+
+@functools.cache
+def migrations_head() -> str | None:
+    """The head revision of `MIGRATIONS`: the one no other revision revises.
+
+    Read from the scripts' `revision` and `down_revision` assignments, without importing
+    Alembic (tests/inventory/test_migrations.py checks it against Alembic's answer)."""
+    revisions: dict[str, str | tuple[str, ...] | None] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found: dict[str, Any] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                found[target.id] = ast.literal_eval(value)
+        if "revision" in found:
+            revisions[found["revision"]] = found.get("down_revision")
+    revised: set[str] = set()
+    for down in revisions.values():
+        if isinstance(down, str):
+            revised.add(down)
+        elif down:
+            revised.update(down)
+    heads = sorted(set(revisions) - revised)
+    if len(heads) > 1:
+        raise StoreError(f"the migrations have several heads ({', '.join(heads)})")
+    return heads[0] if heads else None
 
 
 def open_store(url: str | URL, *, echo: bool = False, pool_size: int = 5) -> Store:

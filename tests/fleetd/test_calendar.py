@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
+import holidays
 import pytest
 
 from fleetd.calendar import (
     BusinessCalendar,
     holiday_name,
+    japanese_holidays,
     month_end_stop_at,
     parse_month,
 )
@@ -70,3 +74,22 @@ def test_month_is_parsed_with_a_clear_error() -> None:
     assert parse_month("2026-11") == (2026, 11)
     with pytest.raises(ValueError, match="expected YYYY-MM"):
         parse_month("Nov 2026")
+
+
+def test_japans_holidays_are_the_packages_with_the_same_names() -> None:
+    for year in range(2000, 2041):
+        ours = japanese_holidays(year)
+        assert dict(ours) == dict(holidays.country_holidays("JP", years=year))
+    assert holiday_name(dt.date(2026, 11, 3)) == "Culture Day"
+    assert holiday_name(dt.date(2026, 11, 4)) is None
+
+
+def test_japans_holidays_load_without_every_country() -> None:
+    # a fresh interpreter: this process's tests may have imported holidays.countries already
+    code = (
+        "import sys, datetime; from fleetd.calendar import BusinessCalendar; "
+        "assert not BusinessCalendar().is_business_day(datetime.date(2026, 11, 3)); "
+        "print(sorted(m for m in sys.modules if m.startswith('holidays.countries')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import platform
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetd.cli import CliState, create_app
-from fleetd.daemon import build
+from fleetd.daemon import build, limit_malloc_arenas
 from fleetd.settings import Settings
 from inventory.redact import Redactor
 from inventory.store import open_store
@@ -68,3 +69,13 @@ async def test_the_daemon_serves_the_api_and_the_bastion_and_stops_cleanly(
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{daemon.api_port}/livez")
+
+
+def test_the_malloc_arenas_are_capped_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's own setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if platform.libc_ver()[0] == "glibc":
+        assert limit_malloc_arenas() is True

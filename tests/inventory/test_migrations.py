@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 from inventory import audit, operations, repo, users  # noqa: F401 - every table on Base.metadata
 from inventory.errors import StoreError
 from inventory.models import Base, Customer
 from inventory.records import CustomerData
-from inventory.store import Store, normalize_url, open_store
+from inventory.store import Store, migrations_head, normalize_url, open_store
 
 
 async def test_the_schema_is_current_after_migrating_and_not_before(database_url: str) -> None:
@@ -28,6 +29,19 @@ async def test_the_schema_is_current_after_migrating_and_not_before(database_url
         assert await store.revision() == store.head() == "0006"
         await store.migrate()  # at head already: nothing to do
         await store.require_current()
+
+
+def test_the_head_read_from_the_scripts_is_alembics(store: Store) -> None:
+    script = ScriptDirectory.from_config(store.alembic_config())
+    assert migrations_head() == script.get_current_head()
+
+
+async def test_the_revision_read_directly_is_alembics(store: Store) -> None:
+    async with store.engine.connect() as conn:
+        alembics = await conn.run_sync(
+            lambda c: MigrationContext.configure(c).get_current_revision()
+        )
+    assert await store.revision() == alembics == store.head()
 
 
 def _diff(conn: Connection) -> list[Any]:
