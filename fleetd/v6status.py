@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, literal_column, or_, select, union_all
+from sqlalchemy import and_, bindparam, literal_column, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.base import UnitState, UnitTarget
@@ -209,7 +209,9 @@ def verdict(facts: V6Facts) -> tuple[Verdict, dict[str, Verdict]]:
     return Verdict(code, words), per_unit
 
 
-# one statement for the shop: the customer, its line, its units and each parent's reading
+# The two statements of `gather`, built once with bound parameters: SQLAlchemy then finds
+# each in its compiled cache without walking a new statement on every look-up.
+# The shop: the customer, its line, its units and each parent's reading.
 _SHOP = (
     select(
         Customer.code,
@@ -235,42 +237,49 @@ _SHOP = (
         UnitObservation,
         and_(UnitObservation.unit_id == Unit.id, Unit.role == Role.PARENT.value),
     )
+    .where(Customer.code == bindparam("code"))
 )
-_OP_COLUMNS = (
-    Operation.id,
-    Operation.kind,
-    Operation.unit_serial,
-    Operation.state,
-    Operation.not_before,
-    Operation.updated_at,
-    Operation.reason,
-)
-_OPEN, _FAILED, _DONE = 0, 1, 2  # which part of the operations statement a row answers
 
 
-def _operations(code: str, serials: Sequence[str], parents: Sequence[str]) -> Any:
-    """One statement for the operations the status shows: the open ones and the newest
-    failures touching the shop (its code or any of its units), and the succeeded cutovers
-    of its parents; each row tagged with its part."""
-    touches = or_(Operation.customer_code == code, Operation.unit_serial.in_(serials))
+def _operations_statement() -> Any:
+    """The operations the status shows, each row tagged with its part: the open ones and
+    the newest failures touching the shop (its code or any of its units), and the
+    succeeded cutovers of its parents."""
+    columns = (
+        Operation.id,
+        Operation.kind,
+        Operation.unit_serial,
+        Operation.state,
+        Operation.not_before,
+        Operation.updated_at,
+        Operation.reason,
+    )
+    touches = or_(
+        Operation.customer_code == bindparam("code"),
+        Operation.unit_serial.in_(bindparam("serials", expanding=True)),
+    )
     failed = (
-        select(literal_column(str(_FAILED)).label("part"), *_OP_COLUMNS)
+        select(literal_column(str(_FAILED)).label("part"), *columns)
         .where(touches, Operation.state.in_(BAD_STATES))
         .order_by(Operation.id.desc())
         .limit(RECENT_FAILURES)
         .subquery()
     )
     return union_all(
-        select(literal_column(str(_OPEN)).label("part"), *_OP_COLUMNS).where(
+        select(literal_column(str(_OPEN)).label("part"), *columns).where(
             touches, Operation.state.in_(OPEN_STATES)
         ),
         select(failed),
-        select(literal_column(str(_DONE)).label("part"), *_OP_COLUMNS).where(
+        select(literal_column(str(_DONE)).label("part"), *columns).where(
             Operation.kind == CUTOVER,
             Operation.state == OpState.SUCCEEDED.value,
-            Operation.unit_serial.in_(parents),
+            Operation.unit_serial.in_(bindparam("parents", expanding=True)),
         ),
     )
+
+
+_OPEN, _FAILED, _DONE = 0, 1, 2
+_OPERATIONS = _operations_statement()
 
 
 async def gather(session: AsyncSession, customer_code: str) -> V6Facts:
@@ -278,15 +287,21 @@ async def gather(session: AsyncSession, customer_code: str) -> V6Facts:
 
     Two statements, read-only rows (no ORM objects): the shop with its line, units and
     parent readings, then the operations."""
-    rows = (await session.execute(_SHOP.where(Customer.code == customer_code))).all()
+    rows = (await session.execute(_SHOP, {"code": customer_code})).all()
     if not rows:
         raise NotFound("customer", customer_code)
     shop = rows[0]
     units = sorted((r for r in rows if r.serial is not None), key=lambda r: r.serial)
     parents = [r for r in units if r.role == Role.PARENT]
-    parent_serials = [r.serial for r in parents]
     found = (
-        await session.execute(_operations(customer_code, [r.serial for r in units], parent_serials))
+        await session.execute(
+            _OPERATIONS,
+            {
+                "code": customer_code,
+                "serials": [r.serial for r in units],
+                "parents": [r.serial for r in parents],
+            },
+        )
     ).all()
     open_ops = sorted((r for r in found if r.part == _OPEN), key=lambda r: -r.id)
     failed = sorted((r for r in found if r.part == _FAILED), key=lambda r: -r.id)

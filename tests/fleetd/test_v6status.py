@@ -138,7 +138,7 @@ async def _shop(store: Store, *, moved: bool = False) -> None:
     """A shop with two parents (one on V6 with its tunnel down), a child and an access point,
     and operations of its own and of another shop."""
     async with store.transaction() as session:
-        for code in (SHOP, "138301484"):
+        for code in (SHOP, "138301484", "138301485"):
             await repo.upsert_customer(session, CustomerData(code))
         await repo.upsert_line(
             session,
@@ -240,5 +240,8 @@ async def test_a_self_moved_shop_or_an_unknown_code(store: Store) -> None:
             False, None, "no_line"
         )  # fmt: skip
         assert [o.state for o in bare.facts.operations] == ["queued", "escalated"]
+        nothing = await status(session, "138301485")  # no line, no unit, no operation
+        assert (nothing.facts.parents, nothing.facts.operations) == ([], [])
+        assert nothing.verdict.code == "no_parent"
         with pytest.raises(NotFound, match="no customer 999999999"):
             await status(session, "999999999")
