@@ -106,7 +106,9 @@ async def read_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(read_session)]
+# closed once the answer is made, before it is sent: the connection is back in the pool before
+# the client can ask again (else a busy client holds two, and the pool's overflow churns)
+SessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 
 def get_request_id(request: Request) -> str:
