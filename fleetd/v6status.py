@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, literal_column, or_, select, union_all
+from sqlalchemy import and_, bindparam, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.base import UnitState, UnitTarget
@@ -254,14 +254,19 @@ def _operations_statement() -> Any:
         Operation.updated_at,
         Operation.reason,
     )
-    touches = or_(
-        Operation.customer_code == bindparam("code"),
-        Operation.unit_serial.in_(bindparam("serials", expanding=True)),
-    )
+    code = bindparam("code")
+    serials = bindparam("serials", expanding=True)
+    touches = or_(Operation.customer_code == code, Operation.unit_serial.in_(serials))
+    # the shop's failures, each branch by its own index (an OR here has the planners walk
+    # every failure of the fleet to keep the shop's newest); UNION: an operation once
+    bad = Operation.state.in_(BAD_STATES)
+    mine = union(
+        select(*columns).where(Operation.customer_code == code, bad),
+        select(*columns).where(Operation.unit_serial.in_(serials), bad),
+    ).subquery()
     failed = (
-        select(literal_column(str(_FAILED)).label("part"), *columns)
-        .where(touches, Operation.state.in_(BAD_STATES))
-        .order_by(Operation.id.desc())
+        select(literal_column(str(_FAILED)).label("part"), mine)
+        .order_by(mine.c.id.desc())
         .limit(RECENT_FAILURES)
         .subquery()
     )
