@@ -25,9 +25,10 @@ from fastapi import Depends
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, SessionDep
 from inventory.users import authenticate
 
 POLICIES: Final[dict[str, tuple[str, ...]]] = {
@@ -75,11 +76,16 @@ class _Public(_Policy):
 
 class _Require(_Policy):
     async def __call__(self, services: ServicesDep, credentials: BearerDep) -> Staff:
+        async with services.store.sessions() as session:
+            return await self.check(session, credentials)
+
+    async def check(
+        self, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+    ) -> Staff:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _unauthorized("no token: send 'Authorization: Bearer <token>'")
-        async with services.store.sessions() as session:
-            user = await authenticate(session, credentials.credentials)
-            staff = None if user is None else Staff(user.name, user.role)
+        user = await authenticate(session, credentials.credentials)
+        staff = None if user is None else Staff(user.name, user.role)
         if staff is None:
             raise _unauthorized(
                 "the token is unknown or its user is disabled: ask an admin for a new one "
@@ -94,14 +100,27 @@ class _Require(_Policy):
         return staff
 
 
+class _RequireInSession(_Require):
+    """The same check, made in the request's read session (`SessionDep`): for a route that
+    reads through that session anyway, one connection and one transaction per request."""
+
+    async def __call__(  # type: ignore[override]
+        self, session: SessionDep, credentials: BearerDep
+    ) -> Staff:
+        return await self.check(session, credentials)
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(policy: str) -> Any:
+def require(policy: str, *, in_session: bool = False) -> Any:
     """The dependency that enforces `policy` (see the module docstring) and gives the caller
-    (`Staff`; None for public routes)."""
-    return Depends(_Public(policy) if policy == "public" else _Require(policy))
+    (`Staff`; None for public routes). `in_session`: check the token in the request's read
+    session (`SessionDep`) rather than a session of its own, for a route that reads with it."""
+    if policy == "public":
+        return Depends(_Public(policy))
+    return Depends(_RequireInSession(policy) if in_session else _Require(policy))
 
 
 def _policies(dependant: Dependant) -> Iterator[_Policy]:

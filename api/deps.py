@@ -93,7 +93,9 @@ class Services:
         )
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below are `async def` although they never wait: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hand-off on every request for an attribute read.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -106,10 +108,12 @@ async def read_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(read_session)]
+# closed once the answer is made, before it is sent: its connection is back in the pool by the
+# time the client can ask again
+SessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     """The request's id: the caller's X-Request-ID, or one made for it (see api.app)."""
     request_id: str = request.state.request_id
     return request_id

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, bindparam, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.base import UnitState, UnitTarget
@@ -32,8 +32,8 @@ from fleetd.observe import observation_values
 from fleetd.workflows.base import CUTOVER
 from inventory import repo
 from inventory.domain import OrderState, Role, WanMode
-from inventory.errors import UnitError
-from inventory.models import Unit, UnitObservation
+from inventory.errors import NotFound, UnitError
+from inventory.models import Customer, Line, Unit, UnitObservation
 from inventory.operations import WAITING, Operation, OpState
 from inventory.store import Store
 
@@ -209,85 +209,148 @@ def verdict(facts: V6Facts) -> tuple[Verdict, dict[str, Verdict]]:
     return Verdict(code, words), per_unit
 
 
-def _brief(op: Operation) -> OpBrief:
-    return OpBrief(
-        id=op.id,
-        kind=op.kind,
-        unit_serial=op.unit_serial,
-        state=op.state,
-        not_before=op.not_before,
-        updated_at=op.updated_at,
-        reason=op.reason,
+# The two statements of `gather`, built once with bound parameters: SQLAlchemy then finds
+# each in its compiled cache without walking a new statement on every look-up.
+# The shop: the customer, its line, its units and each parent's reading.
+_SHOP = (
+    select(
+        Customer.code,
+        Line.id.label("line_id"),
+        Line.v6_order_state,
+        Line.v6_order_date,
+        Line.moved_by_customer,
+        Unit.serial,
+        Unit.role,
+        UnitObservation.unit_id.label("seen"),
+        UnitObservation.reachable,
+        UnitObservation.observed_at,
+        UnitObservation.wan_mode,
+        UnitObservation.tunnel_state,
+        UnitObservation.read_values,
+        UnitObservation.last_error,
+        UnitObservation.last_error_at,
     )
+    .select_from(Customer)
+    .outerjoin(Line, Line.customer_id == Customer.id)
+    .outerjoin(Unit, Unit.customer_id == Customer.id)
+    .outerjoin(
+        UnitObservation,
+        and_(UnitObservation.unit_id == Unit.id, Unit.role == Role.PARENT.value),
+    )
+    .where(Customer.code == bindparam("code"))
+)
+
+
+def _operations_statement() -> Any:
+    """The operations the status shows, each row tagged with its part: the open ones and
+    the newest failures touching the shop (its code or any of its units), and the
+    succeeded cutovers of its parents."""
+    columns = (
+        Operation.id,
+        Operation.kind,
+        Operation.unit_serial,
+        Operation.state,
+        Operation.not_before,
+        Operation.updated_at,
+        Operation.reason,
+    )
+    code = bindparam("code")
+    serials = bindparam("serials", expanding=True)
+    touches = or_(Operation.customer_code == code, Operation.unit_serial.in_(serials))
+    # the shop's failures, each branch by its own index (an OR here has the planners walk
+    # every failure of the fleet to keep the shop's newest); UNION: an operation once
+    bad = Operation.state.in_(BAD_STATES)
+    mine = union(
+        select(*columns).where(Operation.customer_code == code, bad),
+        select(*columns).where(Operation.unit_serial.in_(serials), bad),
+    ).subquery()
+    failed = (
+        select(literal_column(str(_FAILED)).label("part"), mine)
+        .order_by(mine.c.id.desc())
+        .limit(RECENT_FAILURES)
+        .subquery()
+    )
+    return union_all(
+        select(literal_column(str(_OPEN)).label("part"), *columns).where(
+            touches, Operation.state.in_(OPEN_STATES)
+        ),
+        select(failed),
+        select(literal_column(str(_DONE)).label("part"), *columns).where(
+            Operation.kind == CUTOVER,
+            Operation.state == OpState.SUCCEEDED.value,
+            Operation.unit_serial.in_(bindparam("parents", expanding=True)),
+        ),
+    )
+
+
+_OPEN, _FAILED, _DONE = 0, 1, 2
+_OPERATIONS = _operations_statement()
 
 
 async def gather(session: AsyncSession, customer_code: str) -> V6Facts:
-    """The facts of the V6 status of one customer, from the store (NotFound: no customer)."""
-    customer = await repo.get_customer(session, customer_code)
-    line = await repo.find_line(session, customer_code)
-    units = await repo.list_units(session, customer_code)
-    parents = [u for u in units if u.role == Role.PARENT]
-    serials = [u.serial for u in units]
-    touches = or_(Operation.customer_code == customer.code, Operation.unit_serial.in_(serials))
-    open_ops = (
-        await session.scalars(
-            select(Operation)
-            .where(touches, Operation.state.in_(OPEN_STATES))
-            .order_by(Operation.id.desc())
+    """The facts of the V6 status of one customer, from the store (NotFound: no customer).
+
+    Two statements, read-only rows (no ORM objects): the shop with its line, units and
+    parent readings, then the operations."""
+    rows = (await session.execute(_SHOP, {"code": customer_code})).all()
+    if not rows:
+        raise NotFound("customer", customer_code)
+    shop = rows[0]
+    units = sorted((r for r in rows if r.serial is not None), key=lambda r: r.serial)
+    parents = [r for r in units if r.role == Role.PARENT]
+    found = (
+        await session.execute(
+            _OPERATIONS,
+            {
+                "code": customer_code,
+                "serials": [r.serial for r in units],
+                "parents": [r.serial for r in parents],
+            },
         )
     ).all()
-    failed = (
-        await session.scalars(
-            select(Operation)
-            .where(touches, Operation.state.in_(BAD_STATES))
-            .order_by(Operation.id.desc())
-            .limit(RECENT_FAILURES)
-        )
-    ).all()
-    done = dict(
-        (
-            await session.execute(
-                select(Operation.unit_serial, Operation.updated_at)
-                .where(
-                    Operation.kind == CUTOVER,
-                    Operation.state == OpState.SUCCEEDED.value,
-                    Operation.unit_serial.in_([u.serial for u in parents]),
-                )
-                .order_by(Operation.updated_at)
-            )
-        ).all()
-    )
-    readings = []
-    for unit in parents:
-        seen = await session.get(UnitObservation, unit.id)
-        readings.append(_reading(unit, seen, done.get(unit.serial)))
+    open_ops = sorted((r for r in found if r.part == _OPEN), key=lambda r: -r.id)
+    failed = sorted((r for r in found if r.part == _FAILED), key=lambda r: -r.id)
+    done: dict[str, datetime] = {}
+    for row in sorted((r for r in found if r.part == _DONE), key=lambda r: r.updated_at):
+        done[row.unit_serial] = row.updated_at  # the last succeeded cutover of each parent
     return V6Facts(
-        customer_code=customer.code,
-        has_line=line is not None,
-        order_state=line.v6_order_state if line else None,
-        order_date=line.v6_order_date if line else None,
-        moved_by_customer=bool(line and line.moved_by_customer),
-        parents=readings,
-        operations=[_brief(op) for op in (*open_ops, *failed)],
+        customer_code=shop.code,
+        has_line=shop.line_id is not None,
+        order_state=shop.v6_order_state,
+        order_date=shop.v6_order_date,
+        moved_by_customer=bool(shop.moved_by_customer),
+        parents=[_reading(r, done.get(r.serial)) for r in parents],
+        operations=[_brief(r) for r in (*open_ops, *failed)],
     )
 
 
-def _reading(
-    unit: Unit, seen: UnitObservation | None, cutover_done_at: datetime | None
-) -> ParentReading:
-    if seen is None:
-        return ParentReading(unit.serial, cutover_done_at=cutover_done_at)
-    values: Mapping[str, Any] = seen.read_values or {}
+def _brief(row: Any) -> OpBrief:
+    return OpBrief(
+        id=row.id,
+        kind=row.kind,
+        unit_serial=row.unit_serial,
+        state=row.state,
+        not_before=row.not_before,
+        updated_at=row.updated_at,
+        reason=row.reason,
+    )
+
+
+def _reading(row: Any, cutover_done_at: datetime | None) -> ParentReading:
+    """A parent's row of the shop statement as what the store knows of its WAN."""
+    if row.seen is None:
+        return ParentReading(row.serial, cutover_done_at=cutover_done_at)
+    values: Mapping[str, Any] = row.read_values or {}
     return ParentReading(
-        serial=unit.serial,
-        reachable=seen.reachable,
-        observed_at=seen.observed_at,
-        wan_mode=seen.wan_mode,
-        tunnel_state=seen.tunnel_state,
+        serial=row.serial,
+        reachable=row.reachable,
+        observed_at=row.observed_at,
+        wan_mode=row.wan_mode,
+        tunnel_state=row.tunnel_state,
         tunnel_reason=_text(values.get("tunnel_reason")),
         u_lamp=_text(values.get("u_lamp")),
-        last_error=seen.last_error,
-        last_error_at=seen.last_error_at,
+        last_error=row.last_error,
+        last_error_at=row.last_error_at,
         cutover_done_at=cutover_done_at,
     )
 

@@ -98,10 +98,11 @@ async def customer_items(code: str, session: SessionDep) -> list[ItemOut]:
     return [ItemOut.of(i, serials.get(i.unit_id) if i.unit_id else None) for i in items]
 
 
-@router.get("/{code}/v6", dependencies=[require("cs")], response_model=V6Out)
+@router.get("/{code}/v6", dependencies=[require("cs", in_session=True)], response_model=V6Out)
 async def v6_status(
     code: str,
     services: ServicesDep,
+    session: SessionDep,
     live: Annotated[
         bool, Query(description="Read the parent units now (SNMP) before answering.")
     ] = False,
@@ -111,11 +112,11 @@ async def v6_status(
     now = services.clock.now()
     read: dict[str, str | None] | None = None
     if live:
-        async with services.store.sessions() as session:
-            await repo.get_customer(session, code)
+        await repo.get_customer(session, code)
+        # no transaction is held while the units answer, and the status reads what they said
+        await session.rollback()
         read = await v6status.read_now(services.store, code, services.live_reader, now=now)
-    async with services.store.sessions() as session:
-        status = await v6status.status(session, code)
+    status = await v6status.status(session, code)
     return V6Out.of(status, now, read)
 
 

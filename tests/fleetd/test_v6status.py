@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from fleetd.v6status import OpBrief, ParentReading, V6Facts, Verdict, verdict
+import pytest
+
+from fleetd.v6status import OpBrief, ParentReading, V6Facts, Verdict, status, verdict
+from inventory import repo
+from inventory.errors import NotFound
+from inventory.operations import Operation
+from inventory.records import CustomerData, LineData, UnitData
+from inventory.store import Store
 
 T = datetime(2026, 11, 20, 5, 3, tzinfo=UTC)  # 14:03 JST
 SERIAL = "US01BJH00022"
@@ -120,3 +127,121 @@ def test_two_parents_are_each_named() -> None:
         "US01BJH00023: on V6 since 2026-11-20"
     )
     assert set(per_unit) == {SERIAL, "US01BJH00023"}
+
+
+# ----- gathered from the store ---------------------------------------------------------------
+SHOP = "138301483"
+P1, P2, KID, AP = "US01GA000001", "US01GA000002", "US01GA000003", "US01GA000004"
+
+
+async def _shop(store: Store, *, moved: bool = False) -> None:
+    """A shop with two parents (one on V6 with its tunnel down), a child and an access point,
+    and operations of its own and of another shop."""
+    async with store.transaction() as session:
+        for code in (SHOP, "138301484", "138301485"):
+            await repo.upsert_customer(session, CustomerData(code))
+        await repo.upsert_line(
+            session,
+            SHOP,
+            LineData(
+                line_type="flets-east",
+                moved_by_customer=moved,
+                v6_order_state="complete",
+                v6_order_date=date(2026, 11, 2),
+            ),
+        )
+        for serial, role, parent in ((P1, "parent", ""), (P2, "parent", ""), (AP, "ap", "")):
+            await repo.upsert_unit(session, UnitData(serial, SHOP, role, parent_serial=parent))
+        await session.flush()
+        await repo.upsert_unit(session, UnitData(KID, SHOP, "child", parent_serial=P1))
+        await repo.upsert_unit(session, UnitData("US01GA000009", "138301484", "parent"))
+        await session.flush()
+        await repo.record_observation(
+            session, P1, reachable=True, at=T,
+            values={"wan_mode": "ipoe", "tunnel_state": "down",
+                    "tunnel_reason": "AFTR unreachable", "u_lamp": "off"},
+        )  # fmt: skip
+        await repo.record_observation(
+            session, P1, reachable=False, at=T + timedelta(minutes=5), error="no answer"
+        )
+        # P2 was never read; the child's reading is not a parent's
+        await repo.record_observation(session, KID, reachable=True, at=T, values={"u_lamp": "on"})
+
+        def op(key: str, kind: str, state: str, serial: str | None, code: str | None,
+               at: datetime, reason: str | None = None) -> None:  # fmt: skip
+            session.add(
+                Operation(
+                    kind=kind, unit_serial=serial, customer_code=code, state=state,
+                    not_before=at, idempotency_key=key, requested_by="alice", reason=reason,
+                    created_at=at, updated_at=at,
+                )
+            )  # fmt: skip
+
+        op("done-old", "cutover", "succeeded", P1, SHOP, T - timedelta(days=9))
+        op("done", "cutover", "succeeded", P1, SHOP, T - timedelta(days=2))
+        for i in range(12):  # only the newest failures are shown
+            op(f"fail-{i}", "cutover", "failed", P2, SHOP, T - timedelta(hours=12 - i), f"no {i}")
+        op("wifi", "business_wifi", "queued", None, SHOP, T + timedelta(hours=1))
+        op("kid", "guest_rotate", "retry_wait", KID, None, T + timedelta(hours=2), "busy")
+        op("ap-done", "guest_rotate", "succeeded", AP, SHOP, T)
+        op("other", "cutover", "queued", "US01GA000009", "138301484", T)
+        op("other-failed", "cutover", "escalated", "US01GA000009", "138301484", T)
+
+
+async def test_the_status_is_gathered_from_the_shops_own_units_and_operations(
+    store: Store,
+) -> None:
+    await _shop(store)
+    async with store.sessions() as session:
+        found = await status(session, SHOP)
+    facts = found.facts
+    assert (facts.customer_code, facts.has_line, facts.order_state, facts.order_date) == (
+        SHOP, True, "complete", date(2026, 11, 2)
+    )  # fmt: skip
+    assert facts.moved_by_customer is False
+    first, second = facts.parents
+    assert first == ParentReading(
+        P1,
+        reachable=False,
+        observed_at=T,
+        wan_mode="ipoe",
+        tunnel_state="down",
+        tunnel_reason="AFTR unreachable",
+        u_lamp="off",
+        last_error="no answer",
+        last_error_at=T + timedelta(minutes=5),
+        cutover_done_at=T - timedelta(days=2),
+    )
+    assert second == ParentReading(P2)
+    assert [(o.kind, o.unit_serial, o.state, o.reason) for o in facts.operations] == [
+        ("guest_rotate", KID, "retry_wait", "busy"),
+        ("business_wifi", None, "queued", None),
+        *[("cutover", P2, "failed", f"no {i}") for i in range(11, 1, -1)],
+    ]
+    assert facts.operations[0].not_before == T + timedelta(hours=2)
+    assert facts.operations[-1].updated_at == T - timedelta(hours=10)
+    assert found.verdict.code == "mixed"
+    assert found.per_unit[P1] == Verdict(
+        "unreachable", f"unit {P1} unreachable since 2026-11-20 14:03 JST"
+    )
+    assert found.per_unit[P2].code == "cutover_failed"
+    assert found.per_unit[P2].words.endswith(
+        "the last cutover failed (no 11); tech support can retry it"
+    )
+
+
+async def test_a_self_moved_shop_or_an_unknown_code(store: Store) -> None:
+    await _shop(store, moved=True)
+    async with store.sessions() as session:
+        moved = await status(session, SHOP)
+        assert moved.verdict.code == "self_moved" and moved.facts.moved_by_customer is True
+        bare = await status(session, "138301484")
+        assert (bare.facts.has_line, bare.facts.order_state, bare.verdict.code) == (
+            False, None, "no_line"
+        )  # fmt: skip
+        assert [o.state for o in bare.facts.operations] == ["queued", "escalated"]
+        nothing = await status(session, "138301485")  # no line, no unit, no operation
+        assert (nothing.facts.parents, nothing.facts.operations) == ([], [])
+        assert nothing.verdict.code == "no_parent"
+        with pytest.raises(NotFound, match="no customer 999999999"):
+            await status(session, "999999999")
