@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, literal_column, or_, select, union, union_all
+from sqlalchemy import BindParameter, and_, bindparam, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.base import UnitState, UnitTarget
@@ -254,8 +254,8 @@ def _operations_statement() -> Any:
         Operation.updated_at,
         Operation.reason,
     )
-    code = bindparam("code")
-    serials = bindparam("serials", expanding=True)
+    code: BindParameter[str] = bindparam("code")
+    serials: BindParameter[list[str]] = bindparam("serials", expanding=True)
     touches = or_(Operation.customer_code == code, Operation.unit_serial.in_(serials))
     # the shop's failures, each branch by its own index (an OR here has the planners walk
     # every failure of the fleet to keep the shop's newest); UNION: an operation once
