@@ -48,6 +48,7 @@ from drivers.registry import DEFAULT_TRANSPORT
 from drivers.transport import normalise_key
 from fleetd.bastion_transcript import EchoFilter, Transcript
 from fleetd.clock import Clock
+from fleetd.context import unit_target
 from inventory import audit, repo, users
 from inventory.errors import FleetError, HostKeyMismatch, RuleViolation, UnitError
 from inventory.redact import Redactor
@@ -335,25 +336,15 @@ class Bastion:
     async def _target(self, serial: str) -> UnitTarget:
         async with self._store.sessions() as session:
             unit = await repo.get_unit(session, serial)
-            credential = repo.unit_credential(unit, self._box)
-            known = [credential.password] + [
+            target = unit_target(unit, self._box, self._redactor, self._timeouts)
+            # what staff might type or be shown in the shell: masked in the transcript too
+            passphrases = [
                 repo.intended_passphrase(unit, self._box, network) for network in repo.PASSPHRASE
             ]
-        for secret in known:
+        for secret in passphrases:
             if secret:
                 self._redactor.add_secret(secret)
-        return UnitTarget(
-            serial=credential.serial,
-            address=credential.host,
-            ssh_port=credential.ssh_port,
-            snmp_port=credential.snmp_port or 161,
-            username=credential.username,
-            password=credential.password,
-            private_key=Path(credential.private_key_path) if credential.private_key_path else None,
-            platform=credential.platform,
-            host_key=credential.host_key_fingerprint,
-            timeouts=self._timeouts,
-        )
+        return target
 
     async def _pin(self, serial: str, key: str) -> None:
         async with self._store.transaction() as session:
