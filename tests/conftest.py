@@ -65,8 +65,11 @@ def postgres_url() -> Iterator[str]:
         why = f"PostgreSQL at {PG_ADMIN} is not available: {exc}"
         if REQUIRE_POSTGRES:  # CI: the production store's tests must run, not vanish
             pytest.fail(f"{why} (FLEETD_TEST_REQUIRE_POSTGRES is set)")
-        # a developer's machine without PostgreSQL still runs every SQLite test
-        pytest.skip(f"{why}; set FLEETD_TEST_POSTGRES to a server to run these")
+        # `make test REQUIRE_POSTGRES=0`: a machine without PostgreSQL still runs every SQLite test
+        pytest.skip(
+            f"{why}; not required here (FLEETD_TEST_REQUIRE_POSTGRES is not 1): "
+            "set FLEETD_TEST_POSTGRES to a server to run these"
+        )
     base = PG_ADMIN.rsplit("/", 1)[0]
     yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
     run_aside(lambda: _execute(PG_ADMIN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
