@@ -135,7 +135,7 @@ async def write_records(
     redactor: Redactor,
     box: SecretBox,
 ) -> None:
-    """Write what runs recorded (steps, audit, readings, pins, intended Wi-Fi) in the
+    """Write what runs recorded (steps, audit, readings, pins, intended values) in the
     caller's transaction: a few statements for the whole group, not a few per run."""
     numbered: list[dict[str, Any]] = []
     for op, record in runs:
@@ -225,7 +225,7 @@ async def _write_units(
     for serial, state in accounts.items():
         unit = units.get(serial)
         if unit is not None:
-            unit.intended_account_state = state
+            repo.apply_intended_account_state(unit, state)
     for serial, (reachable, values, error, at) in readings.items():
         unit = units.get(serial)
         if unit is None:

@@ -219,10 +219,7 @@ class Engine:
                 log.warning("op %s: lease renewed late; the run under way goes on", op.id)
                 continue
             target = targets.get(op.unit_serial or "")
-            task = asyncio.create_task(
-                self._run_one(op, {op.unit_serial: target} if op.unit_serial and target else {}),
-                name=f"op-{op.id}",
-            )
+            task = asyncio.create_task(self._run_one(op, target), name=f"op-{op.id}")
             self._running[op.id] = task
             task.add_done_callback(self._forget)
             started += 1
@@ -230,18 +227,17 @@ class Engine:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._running.pop(int(task.get_name().removeprefix("op-")), None)
-        # claim again once there is room for a good part of a claim, not after every run:
-        # a claim is a transaction of its own, and runs end one by one
-        room = self.limits.parallel - len(self._running)
-        if not self._running or room >= self._claim_quantum:
+        if not self._running or self._room_for_a_claim():
             self._wake.set()
 
-    @property
-    def _claim_quantum(self) -> int:
-        return max(1, min(self.limits.claim_batch, self.limits.parallel) // 8)
+    def _room_for_a_claim(self) -> bool:
+        """Whether a good part of a claim's worth of runs may start: the engine claims then,
+        not after every run that ends (a claim is a transaction of its own)."""
+        quantum = max(1, min(self.limits.claim_batch, self.limits.parallel) // 8)
+        return self.limits.parallel - len(self._running) >= quantum
 
     # ----- one run ---------------------------------------------------------------------
-    async def _run_one(self, op: Claimed, targets: Mapping[str, UnitTarget]) -> None:
+    async def _run_one(self, op: Claimed, target: UnitTarget | None) -> None:
         ctx = RunContext(
             op,
             store=self.store,
@@ -253,7 +249,7 @@ class Engine:
             transport=self.transport,
             timeouts=self.timeouts,
             step_writer=self._steps,
-            targets=targets,
+            targets={target.serial: target} if target else None,
         )
         started = time.monotonic()
         workflow = self.workflows.get(op.kind)
@@ -413,7 +409,7 @@ class Engine:
                     outcome.op.id,
                     outcome.state.value,
                 )
-        if touched or len(self._running) <= self.limits.parallel - self._claim_quantum:
+        if touched or self._room_for_a_claim():
             # a batch that left its canary, or a unit whose operation ended, has work due
             self._wake.set()
 

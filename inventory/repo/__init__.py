@@ -43,6 +43,7 @@ from inventory.repo.keys import check_secret_key
 from inventory.repo.units import (
     PASSPHRASE,
     PASSWORD,
+    apply_intended_account_state,
     apply_intended_wifi,
     check_intended_wifi,
     check_unit,
@@ -68,6 +69,7 @@ __all__ = [
     "PASSWORD",
     "Change",
     "Upserted",
+    "apply_intended_account_state",
     "apply_intended_wifi",
     "check_contract_item",
     "check_intended_wifi",

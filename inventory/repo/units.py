@@ -248,8 +248,12 @@ async def set_intended_account_state(
     session: AsyncSession, serial: str, state: str
 ) -> Upserted[Unit]:
     unit = await get_unit(session, serial)
-    values = {"intended_account_state": AccountState(state).value}
-    return Upserted(unit, _changed(_assign(unit, values)))
+    return Upserted(unit, _changed(apply_intended_account_state(unit, state)))
+
+
+def apply_intended_account_state(unit: Unit, state: str) -> bool:
+    """Set the intended account state on a loaded unit; whether it changed."""
+    return _assign(unit, {"intended_account_state": AccountState(state).value})
 
 
 async def pin_host_key(session: AsyncSession, serial: str, fingerprint: str | None) -> Unit:
