@@ -36,6 +36,7 @@ from simulators.clock import ManualClock as UnitClock
 from simulators.fleet import FleetSpec
 from simulators.server import ServedFleet, serve_fleet
 from simulators.unit import Unit
+from tests.tmux import Tmux
 
 BASE = "127.86.0.1"
 BASTION_HOST = "127.86.9.1"
@@ -537,38 +538,9 @@ class _RecordingDriver:
         return _RecordingShell(shell, self._recorder)
 
 
-class Tmux:
-    """A private tmux server (its own socket) running one window: a real terminal."""
-
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-
-    async def run(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "tmux", "-S", str(self.socket), *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
-
-    async def wait_for(self, check: Callable[[str], bool]) -> str:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT
-        while True:
-            screen = await self.run("capture-pane", "-p", "-t", "b")
-            if check(screen):
-                return screen
-            if loop.time() > deadline:
-                raise AssertionError(f"not on the screen in time:\n{screen}")
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    yield Tmux(tmp_path / "tmux.sock")
+    yield Tmux(tmp_path / "tmux.sock", "b")
 
 
 @SQLITE_ONLY
@@ -583,16 +555,16 @@ async def test_the_terminal_size_and_its_changes_reach_the_unit(
         f"{command}; echo SSH-EXIT=$?; sleep 60",
     )  # fmt: skip
     try:
-        await tmux.wait_for(lambda screen: f"{unit.serial}>" in screen)
+        await tmux.wait_for(f"{unit.serial}>")
         [(term_type, columns, rows)] = recorder.opened
         assert (columns, rows) == (100, 30)
         assert term_type not in ("", "dumb")
         await tmux.run("resize-window", "-t", "b", "-x", "132", "-y", "40")
         await tmux.run("send-keys", "-t", "b", "show lamps", "Enter")
-        await tmux.wait_for(lambda screen: "POWER: on" in screen)
+        await tmux.wait_for("POWER: on")
         assert recorder.resized[-1:] == [(132, 40)]
         await tmux.run("send-keys", "-t", "b", "exit", "Enter")
-        assert "SSH-EXIT=0" in await tmux.wait_for(lambda screen: "SSH-EXIT=" in screen)
+        assert "SSH-EXIT=0" in await tmux.wait_for("SSH-EXIT=")
     finally:
         await tmux.run("kill-server")
 

@@ -27,6 +27,7 @@ from simulators.config import PARENT
 from simulators.fleet import USERNAME
 from simulators.server import ServedFleet
 from simulators.unit import Unit
+from tests.tmux import Tmux
 
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
 TIMEOUT = 15.0
@@ -136,39 +137,6 @@ async def open_terminal(served: ServedFleet, unit: Unit) -> Terminal:
     return Terminal(proc)
 
 
-class Tmux:
-    """A private tmux server (its own socket) running one window: a real terminal."""
-
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-
-    async def run(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "tmux", "-S", str(self.socket), *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
-
-    async def screen(self) -> str:
-        return await self.run("capture-pane", "-p", "-t", "u")
-
-    async def wait_for(self, *texts: str) -> str:
-        """Poll the screen until one of `texts` shows; return the screen."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT
-        while True:
-            screen = await self.screen()
-            if any(t in screen for t in texts):
-                return screen
-            if loop.time() > deadline:
-                raise AssertionError(f"none of {texts!r} on the screen:\n{screen}")
-            await asyncio.sleep(0.05)
-
-
 # ----- OpenSSH ------------------------------------------------------------------------------
 async def test_openssh_exec_show_status(served: ServedFleet) -> None:
     unit = parent(served)
@@ -267,7 +235,7 @@ async def test_openssh_interactive_ctrl_c_drops_the_line(served: ServedFleet) ->
 
 async def test_openssh_in_tmux_survives_window_resize(served: ServedFleet, tmp_path: Path) -> None:
     unit = parent(served)
-    tmux = Tmux(tmp_path / "tmux.sock")
+    tmux = Tmux(tmp_path / "tmux.sock", "u")
     command = shlex.join(ssh_args(served, unit, "-tt")) + "; echo SSH-EXIT=$?; sleep 60"
     await tmux.run("new-session", "-d", "-s", "u", "-x", "80", "-y", "24", command)
     try:
