@@ -66,6 +66,7 @@ OK, REFUSED, USAGE = 0, 1, 2  # the exit statuses `ssh` passes on
 STOPPED = "the daemon stopped"
 EOF_GRACE = 2.0  # seconds the unit has to answer input that ended with an end-of-file
 _CLOSE_WAIT = 5.0  # seconds sessions have to record their end when the daemon stops
+_HANG_UP = 1.0  # seconds clients have to close their connection once their session ended
 _STAFF = "fleetd_staff"  # connection extra-info key: the authorized staff, by user name
 _CTRL_C, _CTRL_D, _ERASE = "\x03", "\x04", ("\x7f", "\b")
 
@@ -279,7 +280,15 @@ class Bastion:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for conn in list(self._conns):
+        # a session that ended has sent its exit status: its client hangs up on its own, and
+        # closing the connection first could drop that status; what is still open after a
+        # moment is closed
+        conns = list(self._conns)
+        if conns:
+            await asyncio.wait(
+                [asyncio.ensure_future(conn.wait_closed()) for conn in conns], timeout=_HANG_UP
+            )
+        for conn in conns:
             conn.close()
         self._acceptor = None
 
