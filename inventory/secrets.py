@@ -20,10 +20,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -72,12 +73,36 @@ class SecretBox:
 
     def encrypt(self, plaintext: str, *, purpose: str) -> str:
         self._remember(plaintext)
+        return self._seal(plaintext, purpose)
+
+    def encrypt_values(self, values: Mapping[str, str], *, purpose: str) -> str:
+        """One token for several secrets (a JSON object). Each value is remembered for
+        redaction, not the document: its text is not what a log line would show."""
+        for value in values.values():
+            self._remember(value)
+        return self._seal(json.dumps(dict(values), sort_keys=True), purpose)
+
+    def _seal(self, plaintext: str, purpose: str) -> str:
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self._current.encrypt(nonce, plaintext.encode("utf-8"), purpose.encode())
         body = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{TOKEN_VERSION}:{self.kid}:{body}"
 
     def decrypt(self, token: str, *, purpose: str) -> str:
+        text = self._open(token, purpose)
+        self._remember(text)
+        return text
+
+    def decrypt_values(self, token: str, *, purpose: str) -> dict[str, str]:
+        """The secrets of an `encrypt_values` token; each value is remembered for redaction."""
+        values = json.loads(self._open(token, purpose))
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise SecretKeyError(f"a stored secret ({purpose}) is not a set of named values")
+        for value in values.values():
+            self._remember(value)
+        return values
+
+    def _open(self, token: str, purpose: str) -> str:
         version, kid, body = _split(token)
         if version != TOKEN_VERSION:
             raise SecretKeyError(f"a stored secret ({purpose}) has unknown format {version!r}")
@@ -95,9 +120,7 @@ class SecretBox:
                 f"a stored secret ({purpose}) does not decrypt with key {kid}: "
                 "the key file was changed or the stored value is damaged"
             ) from None
-        text = plaintext.decode("utf-8")
-        self._remember(text)
-        return text
+        return plaintext.decode("utf-8")
 
     def matches(self, token: str | None, plaintext: str, *, purpose: str) -> bool:
         """Whether `token` holds `plaintext` (a fresh encryption never equals the old token)."""

@@ -19,7 +19,6 @@ writes the operations (`inventory.operations.enqueue`), nothing else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -54,14 +53,13 @@ def seal_secrets(box: SecretBox, secrets: Mapping[str, str]) -> str | None:
     """The `secret_params` token for an operation's secrets (None when there are none)."""
     if not secrets:
         return None
-    return box.encrypt(json.dumps(dict(secrets), sort_keys=True), purpose=SECRETS_PURPOSE)
+    return box.encrypt_values(secrets, purpose=SECRETS_PURPOSE)
 
 
 def open_secrets(box: SecretBox, token: str | None) -> dict[str, str]:
     if token is None:
         return {}
-    values: dict[str, str] = json.loads(box.decrypt(token, purpose=SECRETS_PURPOSE))
-    return values
+    return box.decrypt_values(token, purpose=SECRETS_PURPOSE)
 
 
 class OpContext(Protocol):

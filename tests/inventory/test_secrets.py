@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 from inventory import repo
 from inventory.errors import SecretKeyError
 from inventory.imports import importer_for, run_import
+from inventory.redact import Redactor
 from inventory.secrets import SecretBox, generate_key_file, key_id, load_secret_box, parse_key
 from inventory.store import Store
 from tests.inventory.csvdata import CANARY, fleet_rows, write_fleet
@@ -29,6 +30,23 @@ def test_a_secret_round_trips_in_a_versioned_token_naming_its_key() -> None:
     assert box.decrypt(token, purpose="unit.password") == CANARY
     assert box.matches(token, CANARY, purpose="unit.password")
     assert not box.matches(None, CANARY, purpose="unit.password")
+
+
+def test_several_secrets_in_one_token_are_each_masked_wherever_they_show() -> None:
+    redactor = Redactor()
+    values = {"passphrase": "Guest-" + CANARY, "password": "Pppoe-" + CANARY}
+    token = SecretBox(KEY).encrypt_values(values, purpose="operation-secrets")
+    assert CANARY not in token
+    assert redactor.redact(f"the unit said {values['passphrase']}") != "the unit said ********"
+    reader = SecretBox(KEY, redactor=redactor)  # another process: the daemon that runs it
+    assert reader.decrypt_values(token, purpose="operation-secrets") == values
+    for value in values.values():
+        # each value on its own, not only the document it travelled in
+        assert redactor.redact(f"the unit said {value}.") == "the unit said ********."
+    with pytest.raises(SecretKeyError, match="named values"):
+        reader.decrypt_values(
+            reader.encrypt('["a list"]', purpose="operation-secrets"), purpose="operation-secrets"
+        )
 
 
 def test_a_token_does_not_decrypt_in_another_field() -> None:
