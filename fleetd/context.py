@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +45,7 @@ from inventory import audit, repo
 from inventory import operations as ops
 from inventory.domain import AccountState
 from inventory.errors import FleetError, Timeout, Unreachable
-from inventory.models import Unit, UnitObservation
+from inventory.models import Unit, UnitObservation, utcnow
 from inventory.operations import Operation, OperationStep
 from inventory.redact import Redactor
 from inventory.secrets import SecretBox
@@ -163,9 +165,7 @@ async def write_records(
             # steps of one of these operations were numbered elsewhere meanwhile (a run taken
             # over while its first run still wrote): number them after what is there
             await session.execute(insert(OperationStep), await _renumbered(session, numbered))
-    for _op, record in runs:
-        for entry in record.audits:
-            await audit.record(session, redactor=redactor, **entry)
+    await audit.record_many(session, [e for _op, r in runs for e in r.audits], redactor)
     readings = {serial: seen for _op, record in runs for serial, seen in record.readings.items()}
     pins = {serial: key for _op, record in runs for serial, key in record.pins.items()}
     intents = {where: values for _op, record in runs for where, values in record.intents.items()}
@@ -200,49 +200,110 @@ async def _write_units(
     intents: Mapping[tuple[str, str], tuple[str | None, str | None]],
     accounts: Mapping[str, str],
 ) -> None:
+    """The units' side of many runs' records in a few statements: the columns a run can
+    change are read as plain rows, and each kind of change is one UPDATE (or upsert) run
+    for every unit it touches. No unit is loaded as an object."""
     serials = set(readings) | set(pins) | set(accounts) | {serial for serial, _net in intents}
+    table = cast(Table, Unit.__table__).c
+    read = [table.id, table.serial, table.host_key_fingerprint, table.intended_account_state]
+    read += [
+        table[f"intended_{n}_{what}"] for n in _NETWORKS for what in ("ssid", "passphrase_enc")
+    ]
     units = {
-        u.serial: u for u in (await session.scalars(select(Unit).where(Unit.serial.in_(serials))))
+        row.serial: row
+        for row in await session.execute(select(*read).where(table.serial.in_(serials)))
     }
-    seen = {
-        o.unit_id: o
-        for o in await session.scalars(
-            select(UnitObservation).where(
-                UnitObservation.unit_id.in_([u.id for u in units.values()])
-            )
-        )
-    }
+    if any(passphrase is not None for _ssid, passphrase in intents.values()):
+        await repo.check_secret_key(session, box)
+    changes: dict[int, dict[str, Any]] = {}
     for serial, key in pins.items():
         unit = units.get(serial)
         if unit is not None and unit.host_key_fingerprint is None:  # first use only: no re-pin
-            unit.host_key_fingerprint = key
-    if any(passphrase is not None for _ssid, passphrase in intents.values()):
-        await repo.check_secret_key(session, box)
+            changes.setdefault(unit.id, {})["host_key_fingerprint"] = key
     for (serial, network), (ssid, passphrase) in intents.items():
-        unit = units.get(serial)
-        if unit is not None:  # else the unit left the inventory while the operation ran
-            repo.apply_intended_wifi(unit, box, network, ssid=ssid, passphrase=passphrase)
-    for serial, state in accounts.items():
-        unit = units.get(serial)
-        if unit is not None:
-            repo.apply_intended_account_state(unit, state)
-    for serial, (reachable, values, error, at) in readings.items():
         unit = units.get(serial)
         if unit is None:
             continue  # the unit left the inventory while the operation ran
-        row = seen.get(unit.id)
-        if row is None:
-            row = UnitObservation(unit_id=unit.id)
-            session.add(row)
-        row.reachable = reachable
-        if error is not None:
-            row.last_error, row.last_error_at = error, at
+        values = repo.intended_wifi_changes(
+            dict(unit._mapping), box, network, ssid=ssid, passphrase=passphrase
+        )
+        if values:
+            changes.setdefault(unit.id, {}).update(values)
+    for serial, state in accounts.items():
+        unit = units.get(serial)
+        if unit is not None and unit.intended_account_state != AccountState(state).value:
+            changes.setdefault(unit.id, {})["intended_account_state"] = AccountState(state).value
+    # one UPDATE per set of columns changed, each run for all its units
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for unit_id, values in changes.items():
+        names = tuple(sorted(values))
+        by_columns.setdefault(names, []).append(
+            {"b_id": unit_id, **{f"b_{name}": values[name] for name in names}}
+        )
+    for names, rows in by_columns.items():
+        await session.execute(_unit_update(names), rows)
+    await _write_readings(session, {s: r for s, r in readings.items() if s in units}, units)
+
+
+_NETWORKS = ("business", "guest")
+
+
+@functools.lru_cache(maxsize=32)
+def _unit_update(names: tuple[str, ...]) -> Any:
+    table = cast(Table, Unit.__table__)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}", type_=table.c[name].type) for name in names})
+    )
+
+
+async def _write_readings(
+    session: AsyncSession,
+    readings: Mapping[str, tuple[bool, dict[str, Any] | None, str | None, datetime]],
+    units: Mapping[str, Any],
+) -> None:
+    """The units' observations: a good read stores its values; a failed one keeps the last
+    good values and says why."""
+    now = utcnow()
+    read: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for serial, (reachable, values, error, at) in readings.items():
+        row: dict[str, Any] = {"unit_id": units[serial].id, "reachable": reachable}
         if values is not None:
-            row.observed_at = at
-            row.read_values = dict(values)
-            row.wan_mode = values.get("wan_mode")
-            row.tunnel_state = values.get("tunnel_state")
-            row.account_state = values.get("account_state")
+            row |= {
+                "observed_at": at,
+                "read_values": dict(values),
+                "wan_mode": values.get("wan_mode"),
+                "tunnel_state": values.get("tunnel_state"),
+                "account_state": values.get("account_state"),
+            }
+        if error is not None:
+            row |= {"last_error": error, "last_error_at": at}
+        (read if values is not None else failed).append(row | {"updated_at": now})
+    dialect = session.get_bind().dialect.name
+    for rows in (read, failed):
+        if rows:
+            for names, group in _by_keys(rows).items():
+                await session.execute(_observation_upsert(dialect, names), group)
+
+
+def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(tuple(row), []).append(row)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _observation_upsert(dialect: str, names: tuple[str, ...]) -> Any:
+    """INSERT … ON CONFLICT (unit_id) DO UPDATE of the columns `names`; the others keep
+    what they hold (a failed read keeps the last good values)."""
+    table = cast(Table, UnitObservation.__table__)
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_(table)
+    updates = {name: stmt.excluded[name] for name in names if name != "unit_id"}
+    return stmt.on_conflict_do_update(index_elements=[table.c.unit_id], set_=updates)
 
 
 class StepWriter:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, select
+from sqlalchemy import JSON, Index, String, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -74,17 +74,53 @@ async def record(
 ) -> AuditEntry:
     """Append one entry (masked). The caller commits, with the change it records."""
     entry = AuditEntry(
-        actor=actor,
-        action=action,
-        target=target,
-        request_id=request_id,
-        before=mask_values(before, redactor),
-        after=mask_values(after, redactor),
-        detail=(redactor or Redactor()).redact(detail),
-        at=at or utcnow(),
+        **_masked(
+            redactor,
+            actor=actor,
+            action=action,
+            target=target,
+            request_id=request_id,
+            before=before,
+            after=after,
+            detail=detail,
+            at=at,
+        )
     )
     session.add(entry)
     return entry
+
+
+async def record_many(
+    session: AsyncSession, entries: Sequence[Mapping[str, Any]], redactor: Redactor
+) -> None:
+    """Append many entries (each the keyword arguments of `record`, masked alike) in one
+    INSERT run for all of them. The caller commits, with the changes they record."""
+    if entries:
+        await session.execute(insert(AuditEntry), [_masked(redactor, **e) for e in entries])
+
+
+def _masked(
+    redactor: Redactor | None,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    request_id: str | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    detail: str = "",
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "request_id": request_id,
+        "before": mask_values(before, redactor),
+        "after": mask_values(after, redactor),
+        "detail": (redactor or Redactor()).redact(detail),
+        "at": at or utcnow(),
+    }
 
 
 async def entries(

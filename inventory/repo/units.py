@@ -205,15 +205,33 @@ def apply_intended_wifi(
 ) -> bool:
     """Set checked intended Wi-Fi values on a loaded unit (the caller has checked the secret
     key in its transaction); whether anything changed."""
-    changed = False
-    if ssid is not None:
-        changed = _assign(unit, {f"intended_{network}_ssid": ssid})
+    columns = (f"intended_{network}_ssid", f"intended_{network}_passphrase_enc")
+    current = {column: getattr(unit, column) for column in columns}
+    changes = intended_wifi_changes(current, box, network, ssid=ssid, passphrase=passphrase)
+    for column, value in changes.items():
+        setattr(unit, column, value)
+    return bool(changes)
+
+
+def intended_wifi_changes(
+    current: Mapping[str, Any],
+    box: SecretBox,
+    network: str,
+    *,
+    ssid: str | None,
+    passphrase: str | None,
+) -> dict[str, Any]:
+    """The intended Wi-Fi columns to write for checked values, given the unit's `current`
+    columns by name: only those that differ (a passphrase already stored is not encrypted
+    again)."""
+    changes: dict[str, Any] = {}
+    if ssid is not None and current[f"intended_{network}_ssid"] != ssid:
+        changes[f"intended_{network}_ssid"] = ssid
     if passphrase is not None:
         column = f"intended_{network}_passphrase_enc"
-        if not box.matches(getattr(unit, column), passphrase, purpose=PASSPHRASE[network]):
-            setattr(unit, column, box.encrypt(passphrase, purpose=PASSPHRASE[network]))
-            changed = True
-    return changed
+        if not box.matches(current[column], passphrase, purpose=PASSPHRASE[network]):
+            changes[column] = box.encrypt(passphrase, purpose=PASSPHRASE[network])
+    return changes
 
 
 def intended_passphrase(unit: Unit, box: SecretBox, network: str) -> str | None:

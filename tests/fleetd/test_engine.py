@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from fleetd import batches
 from fleetd.clock import ManualClock
+from fleetd.context import Claimed, Record, write_records
 from fleetd.engine import Engine, Limits
 from fleetd.workflows.base import OpContext, RequestContext
 from inventory import operations as ops
@@ -82,6 +83,15 @@ async def get(store: Store, op_id: int) -> Operation:
         return await ops.get(session, op_id)
 
 
+def claimed(op_id: int) -> Claimed:
+    """A run's operation as the engine holds it (for records with no steps)."""
+    return Claimed(
+        id=op_id, kind="scripted", unit_serial=None, customer_code=None, params={},
+        secret_params=None, attempts=1, requested_by="staff:kimura", batch_id=None,
+        deadline=None, created_at=T0, lease_owner="daemon-test",
+    )  # fmt: skip
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
@@ -126,6 +136,55 @@ async def test_intended_wifi_is_stored_with_the_outcome_even_when_the_history_ca
     assert unit.intended_guest_ssid == "Cafe Kimura"
     assert repo.intended_passphrase(unit, box, "guest") == "Rotated-9-Kimura"
     assert unit.intended_account_state == "stopped"
+
+
+async def test_what_runs_read_is_stored_and_a_failed_read_keeps_the_last_good_values(
+    store: Store, box: SecretBox
+) -> None:
+    """A unit's observation is what its last run read; a run that could not reach it says
+    why and keeps what was last read. A host key is pinned on first use only."""
+    async with store.transaction() as session:
+        await repo.upsert_customer(session, CustomerData("138300001", "カフェ木村"))
+        for serial in SERIALS[:2]:
+            await repo.upsert_unit(session, UnitData(serial, "138300001", "parent"))
+    redactor = Redactor()
+    read = {"wan_mode": "ipoe", "tunnel_state": "up", "account_state": "active", "u_lamp": "on"}
+    first = [
+        (claimed(1), Record(
+            readings={SERIALS[0]: (True, read, None, T0)},
+            pins={SERIALS[0]: "ssh-ed25519 AAAAfirst"},
+            accounts={SERIALS[0]: "stopped"},
+            intents={(SERIALS[0], "guest"): ("Cafe Kimura", "Rotated-9-Kimura")},
+        )),
+        (claimed(2), Record(
+            readings={SERIALS[1]: (False, None, "connection refused", T0)},
+        )),
+    ]  # fmt: skip
+    later = T0 + timedelta(minutes=5)
+    second = [
+        (claimed(3), Record(
+            readings={SERIALS[0]: (False, None, "no answer in time", later)},
+            pins={SERIALS[0]: "ssh-ed25519 AAAAother"},
+        )),
+    ]  # fmt: skip
+    for runs in (first, second):
+        async with store.transaction(write_lock=True) as session:
+            await write_records(session, runs, redactor, box)
+    async with store.sessions() as session:
+        unit = await repo.get_unit(session, SERIALS[0])
+        seen = await repo.get_observation(session, SERIALS[0])
+        never = await repo.get_observation(session, SERIALS[1])
+    assert unit.host_key_fingerprint == "ssh-ed25519 AAAAfirst"  # never re-pinned
+    assert (unit.intended_account_state, unit.intended_guest_ssid) == ("stopped", "Cafe Kimura")
+    assert repo.intended_passphrase(unit, box, "guest") == "Rotated-9-Kimura"
+    assert seen is not None and never is not None
+    assert (seen.reachable, seen.last_error, seen.last_error_at) == (
+        False, "no answer in time", later,
+    )  # fmt: skip
+    assert (seen.observed_at, seen.read_values, seen.wan_mode) == (T0, read, "ipoe")
+    assert (seen.tunnel_state, seen.account_state) == ("up", "active")
+    assert (never.reachable, never.observed_at, never.read_values) == (False, None, None)
+    assert never.last_error == "connection refused"
 
 
 async def test_a_bad_intended_value_fails_the_run_before_anything_is_stored(
