@@ -133,7 +133,9 @@ class AsyncsshTransport:
         self._tracker = PromptTracker(profile)
         self._options = self._build_options()
 
-    def _build_options(self) -> asyncssh.SSHClientConnectionOptions:
+    def _build_options(self) -> dict[str, Any]:
+        """The connection's options as keywords of `asyncssh.connect`, which prepares them
+        once per connection (an options object built here would be prepared twice)."""
         target = self.target
         trusted: list[asyncssh.SSHKey] = []
         if target.host_key is not None:
@@ -155,7 +157,7 @@ class AsyncsshTransport:
             "login_timeout": target.timeouts.connect,
             "keepalive_interval": 0,
         }
-        return asyncssh.SSHClientConnectionOptions(**options)
+        return options
 
     @property
     def seen_host_key(self) -> str | None:
@@ -170,7 +172,7 @@ class AsyncsshTransport:
                 serial, f"connect to {self.target.address}:{self.target.ssh_port}"
             ):
                 self._conn = await asyncssh.connect(
-                    self.target.address, self.target.ssh_port, config=None, options=self._options
+                    self.target.address, self.target.ssh_port, **self._options
                 )
             key = self._conn.get_server_host_key()
             if key is not None:
