@@ -203,23 +203,25 @@ async def reconcile(
             for stop in stops
         ],
     )
+    requests = []
     for stop, enqueued in zip(stops, enqueued_all, strict=True):
         if enqueued.created:
-            await audit.record(
-                session,
-                actor=requested_by,
-                action="account_stop.request",
-                target=stop.serial,
-                request_id=f"month-end:{month_text}",
-                after={"operation_id": enqueued.op.id, "not_before": not_before.isoformat()},
-                detail=(
-                    f"item {stop.item_no} of customer {stop.customer_code}: cancellation "
-                    f"{stop.cancellation_date.isoformat()}, stop at {format_jst(not_before)}"
-                ),
-                at=now,
-                redactor=redactor,
+            requests.append(
+                {
+                    "actor": requested_by,
+                    "action": "account_stop.request",
+                    "target": stop.serial,
+                    "request_id": f"month-end:{month_text}",
+                    "after": {"operation_id": enqueued.op.id, "not_before": not_before.isoformat()},
+                    "detail": (
+                        f"item {stop.item_no} of customer {stop.customer_code}: cancellation "
+                        f"{stop.cancellation_date.isoformat()}, stop at {format_jst(not_before)}"
+                    ),
+                    "at": now,
+                }
             )
         done.append(Reconciled(stop, enqueued.op, enqueued.created))
+    await audit.record_many(session, requests, redactor or Redactor())
     return ReconcileResult(year, month, stop_at, tuple(done))
 
 
