@@ -52,6 +52,11 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def sys_cpu() -> float:
+    """This process's system (kernel) CPU so far: socket and file calls."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
