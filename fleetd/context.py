@@ -103,7 +103,7 @@ class Record:
     """What one run has to write: flushed during the run, and with its outcome."""
 
     steps: list[tuple[str, bool, str, datetime]] = field(default_factory=list)
-    audits: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[audit.Entry] = field(default_factory=list)
     readings: dict[str, tuple[bool, dict[str, Any] | None, str | None, datetime]] = field(
         default_factory=dict
     )
@@ -206,9 +206,7 @@ async def _write_units(
     serials = set(readings) | set(pins) | set(accounts) | {serial for serial, _net in intents}
     table = cast(Table, Unit.__table__).c
     read = [table.id, table.serial, table.host_key_fingerprint, table.intended_account_state]
-    read += [
-        table[f"intended_{n}_{what}"] for n in _NETWORKS for what in ("ssid", "passphrase_enc")
-    ]
+    read += [table[column] for columns in repo.INTENDED_WIFI.values() for column in columns]
     units = {
         row.serial: row
         for row in await session.execute(select(*read).where(table.serial.in_(serials)))
@@ -245,9 +243,6 @@ async def _write_units(
     await _write_readings(session, {s: r for s, r in readings.items() if s in units}, units)
 
 
-_NETWORKS = ("business", "guest")
-
-
 @functools.lru_cache(maxsize=32)
 def _unit_update(names: tuple[str, ...]) -> Any:
     table = cast(Table, Unit.__table__)
@@ -266,8 +261,7 @@ async def _write_readings(
     """The units' observations: a good read stores its values; a failed one keeps the last
     good values and says why."""
     now = utcnow()
-    read: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for serial, (reachable, values, error, at) in readings.items():
         row: dict[str, Any] = {"unit_id": units[serial].id, "reachable": reachable}
         if values is not None:
@@ -280,19 +274,14 @@ async def _write_readings(
             }
         if error is not None:
             row |= {"last_error": error, "last_error_at": at}
-        (read if values is not None else failed).append(row | {"updated_at": now})
-    dialect = session.get_bind().dialect.name
-    for rows in (read, failed):
-        if rows:
-            for names, group in _by_keys(rows).items():
-                await session.execute(_observation_upsert(dialect, names), group)
-
-
-def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        rows.append(row | {"updated_at": now})
+    # one upsert per set of columns (a good read, a failed one), each run for all its rows
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(tuple(row), []).append(row)
-    return out
+        by_columns.setdefault(tuple(row), []).append(row)
+    dialect = session.get_bind().dialect.name
+    for names, group in by_columns.items():
+        await session.execute(_observation_upsert(dialect, names), group)
 
 
 @functools.lru_cache(maxsize=16)

@@ -203,7 +203,7 @@ async def reconcile(
             for stop in stops
         ],
     )
-    requests = []
+    requests: list[audit.Entry] = []
     for stop, enqueued in zip(stops, enqueued_all, strict=True):
         if enqueued.created:
             requests.append(
@@ -221,7 +221,7 @@ async def reconcile(
                 }
             )
         done.append(Reconciled(stop, enqueued.op, enqueued.created))
-    await audit.record_many(session, requests, redactor or Redactor())
+    await audit.record_many(session, requests, redactor)
     return ReconcileResult(year, month, stop_at, tuple(done))
 
 

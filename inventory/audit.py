@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import JSON, Index, String, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,67 +59,47 @@ def mask_values(values: Mapping[str, Any] | None, redactor: Redactor | None = No
     return out
 
 
+class Entry(TypedDict, total=False):
+    """What one audit entry says, as `record` and `record_many` take it (before masking)."""
+
+    actor: Required[str]
+    action: Required[str]
+    target: str
+    request_id: str | None
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    detail: str
+    at: datetime | None
+
+
 async def record(
-    session: AsyncSession,
-    *,
-    actor: str,
-    action: str,
-    target: str = "",
-    request_id: str | None = None,
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-    detail: str = "",
-    at: datetime | None = None,
-    redactor: Redactor | None = None,
+    session: AsyncSession, *, redactor: Redactor | None = None, **entry: Unpack[Entry]
 ) -> AuditEntry:
     """Append one entry (masked). The caller commits, with the change it records."""
-    entry = AuditEntry(
-        **_masked(
-            redactor,
-            actor=actor,
-            action=action,
-            target=target,
-            request_id=request_id,
-            before=before,
-            after=after,
-            detail=detail,
-            at=at,
-        )
-    )
-    session.add(entry)
-    return entry
+    row = AuditEntry(**_masked(entry, redactor))
+    session.add(row)
+    return row
 
 
 async def record_many(
-    session: AsyncSession, entries: Sequence[Mapping[str, Any]], redactor: Redactor
+    session: AsyncSession, entries: Sequence[Entry], redactor: Redactor | None = None
 ) -> None:
-    """Append many entries (each the keyword arguments of `record`, masked alike) in one
-    INSERT run for all of them. The caller commits, with the changes they record."""
+    """Append many entries (masked alike) in one INSERT run for all of them. The caller
+    commits, with the changes they record."""
     if entries:
-        await session.execute(insert(AuditEntry), [_masked(redactor, **e) for e in entries])
+        await session.execute(insert(AuditEntry), [_masked(e, redactor) for e in entries])
 
 
-def _masked(
-    redactor: Redactor | None,
-    *,
-    actor: str,
-    action: str,
-    target: str = "",
-    request_id: str | None = None,
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-    detail: str = "",
-    at: datetime | None = None,
-) -> dict[str, Any]:
+def _masked(entry: Entry, redactor: Redactor | None) -> dict[str, Any]:
     return {
-        "actor": actor,
-        "action": action,
-        "target": target,
-        "request_id": request_id,
-        "before": mask_values(before, redactor),
-        "after": mask_values(after, redactor),
-        "detail": (redactor or Redactor()).redact(detail),
-        "at": at or utcnow(),
+        "actor": entry["actor"],
+        "action": entry["action"],
+        "target": entry.get("target", ""),
+        "request_id": entry.get("request_id"),
+        "before": mask_values(entry.get("before"), redactor),
+        "after": mask_values(entry.get("after"), redactor),
+        "detail": (redactor or Redactor()).redact(entry.get("detail", "")),
+        "at": entry.get("at") or utcnow(),
     }
 
 

@@ -41,6 +41,7 @@ from inventory.repo.customers import (
 )
 from inventory.repo.keys import check_secret_key
 from inventory.repo.units import (
+    INTENDED_WIFI,
     PASSPHRASE,
     PASSWORD,
     apply_intended_account_state,
@@ -66,6 +67,7 @@ from inventory.repo.units import (
 )
 
 __all__ = [
+    "INTENDED_WIFI",
     "PASSPHRASE",
     "PASSWORD",
     "Change",

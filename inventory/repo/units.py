@@ -35,6 +35,8 @@ from inventory.secrets import SecretBox
 
 PASSWORD = "unit.password"  # noqa: S105 - the purpose label bound into the ciphertext
 PASSPHRASE = {"business": "unit.business_passphrase", "guest": "unit.guest_passphrase"}
+# the columns that hold a unit's intended Wi-Fi, per network
+INTENDED_WIFI = {n: (f"intended_{n}_ssid", f"intended_{n}_passphrase_enc") for n in PASSPHRASE}
 
 # --- units ------------------------------------------------------------------------------
 
@@ -205,8 +207,7 @@ def apply_intended_wifi(
 ) -> bool:
     """Set checked intended Wi-Fi values on a loaded unit (the caller has checked the secret
     key in its transaction); whether anything changed."""
-    columns = (f"intended_{network}_ssid", f"intended_{network}_passphrase_enc")
-    current = {column: getattr(unit, column) for column in columns}
+    current = {column: getattr(unit, column) for column in INTENDED_WIFI[network]}
     changes = intended_wifi_changes(current, box, network, ssid=ssid, passphrase=passphrase)
     for column, value in changes.items():
         setattr(unit, column, value)
@@ -224,13 +225,15 @@ def intended_wifi_changes(
     """The intended Wi-Fi columns to write for checked values, given the unit's `current`
     columns by name: only those that differ (a passphrase already stored is not encrypted
     again)."""
+    ssid_column, passphrase_column = INTENDED_WIFI[network]
     changes: dict[str, Any] = {}
-    if ssid is not None and current[f"intended_{network}_ssid"] != ssid:
-        changes[f"intended_{network}_ssid"] = ssid
-    if passphrase is not None:
-        column = f"intended_{network}_passphrase_enc"
-        if not box.matches(current[column], passphrase, purpose=PASSPHRASE[network]):
-            changes[column] = box.encrypt(passphrase, purpose=PASSPHRASE[network])
+    if ssid is not None and current[ssid_column] != ssid:
+        changes[ssid_column] = ssid
+    purpose = PASSPHRASE[network]
+    if passphrase is not None and not box.matches(
+        current[passphrase_column], passphrase, purpose=purpose
+    ):
+        changes[passphrase_column] = box.encrypt(passphrase, purpose=purpose)
     return changes
 
 
