@@ -10,6 +10,11 @@ exchange, before the client sends any user-authentication request: a unit offeri
 key gets `HostKeyMismatch` and never sees a password. With no pinned key the first key is
 accepted (trust on first use) and exposed as `seen_host_key` for the daemon to pin.
 
+Connection options are prepared on the event loop, not in a worker thread: asyncssh hands
+their preparation to the loop's default executor in case it reads files (config, keys, known
+hosts), and ours reads none. A thread round trip per connection costs more CPU than the
+preparation itself when hundreds of sessions open at once.
+
 `probe_host_key()` (key exchange only, no login) serves the scrapli and netmiko transports.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +48,28 @@ KEX = (
     "diffie-hellman-group14-sha256",
 )
 CLOSE_WAIT = 2.0
+
+# set while this transport connects: its options are then prepared on the loop (they name no
+# file to read); every other asyncssh client in the process keeps asyncssh's own way
+_PREPARE_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "asyncssh_prepare_inline", default=False
+)
+_construct = asyncssh.SSHClientConnectionOptions.construct.__func__  # type: ignore[attr-defined]
+
+
+async def _construct_inline(
+    cls: type[asyncssh.SSHClientConnectionOptions],
+    /,
+    options: asyncssh.SSHClientConnectionOptions | None = None,
+    **kwargs: object,
+) -> asyncssh.SSHClientConnectionOptions:
+    if _PREPARE_INLINE.get():
+        return cls(options, **kwargs)
+    result: asyncssh.SSHClientConnectionOptions = await _construct(cls, options, **kwargs)
+    return result
+
+
+asyncssh.SSHClientConnectionOptions.construct = classmethod(_construct_inline)  # type: ignore[method-assign,assignment]
 
 
 @contextlib.contextmanager
@@ -171,9 +199,13 @@ class AsyncsshTransport:
             with asyncssh_errors(
                 serial, f"connect to {self.target.address}:{self.target.ssh_port}"
             ):
-                self._conn = await asyncssh.connect(
-                    self.target.address, self.target.ssh_port, **self._options
-                )
+                inline = _PREPARE_INLINE.set(True)
+                try:
+                    self._conn = await asyncssh.connect(
+                        self.target.address, self.target.ssh_port, **self._options
+                    )
+                finally:
+                    _PREPARE_INLINE.reset(inline)
             key = self._conn.get_server_host_key()
             if key is not None:
                 self._seen_host_key = export_key(key)

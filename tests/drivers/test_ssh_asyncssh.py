@@ -1,0 +1,71 @@
+"""The asyncssh transport's own ways, against the simulated fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncssh
+import pytest
+
+from drivers import load_driver
+from simulators.server import ServedFleet
+from tests.drivers.conftest import first, target_for
+
+BASE = "127.42.0.1"
+
+
+class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting the client connection options prepared in it
+    (the simulated units' server side, in this process, prepares its own there too)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "func", None) is asyncssh.SSHClientConnectionOptions:
+            self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.fixture
+def executor() -> Iterator[CountingExecutor]:
+    counting = CountingExecutor()
+    yield counting
+    counting.shutdown(wait=True)
+
+
+async def test_a_session_opens_without_a_worker_thread(
+    served: ServedFleet, executor: CountingExecutor
+) -> None:
+    # hundreds of sessions open at once in a bulk run: a thread round trip per connection
+    # (asyncssh prepares its options in the default executor) costs the daemon more CPU
+    # than the preparation itself; the transport's options read no file
+    asyncio.get_running_loop().set_default_executor(executor)
+    unit = first(served)
+    async with load_driver(target_for(served, unit), "asyncssh") as driver:
+        state = await driver.read_state()
+    assert state.serial == unit.serial
+    assert executor.submitted == 0
+
+
+async def test_other_asyncssh_clients_keep_their_worker_thread(
+    served: ServedFleet, executor: CountingExecutor
+) -> None:
+    asyncio.get_running_loop().set_default_executor(executor)
+    unit = first(served)
+    target = target_for(served, unit)
+    async with asyncssh.connect(
+        target.address,
+        target.ssh_port,
+        username=target.username,
+        password=target.password,
+        known_hosts=None,
+        config=None,
+        agent_path=None,
+    ) as conn:
+        assert conn.get_server_host_key() is not None
+    assert executor.submitted == 1
