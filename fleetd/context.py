@@ -158,13 +158,15 @@ async def write_records(
                 }
             )
     if numbered:
+        # the table's INSERT, not the ORM's bulk insert: no object bookkeeping per row
+        steps = insert(cast(Table, OperationStep.__table__))
         try:
             async with session.begin_nested():
-                await session.execute(insert(OperationStep), numbered)
+                await session.execute(steps, numbered)
         except IntegrityError:
             # steps of one of these operations were numbered elsewhere meanwhile (a run taken
             # over while its first run still wrote): number them after what is there
-            await session.execute(insert(OperationStep), await _renumbered(session, numbered))
+            await session.execute(steps, await _renumbered(session, numbered))
     await audit.record_many(session, [e for _op, r in runs for e in r.audits], redactor)
     readings = {serial: seen for _op, record in runs for serial, seen in record.readings.items()}
     pins = {serial: key for _op, record in runs for serial, key in record.pins.items()}
