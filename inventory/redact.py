@@ -22,13 +22,18 @@ from typing import Any
 MASK = "********"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
-_KEY = r"[\w.]*?(?:password|passphrase|passwd|secret_key|secret|psk|private_key)(?:_enc)?"
+_WORDS = r"(?:password|passphrase|passwd|secret_key|secret|psk|private_key)(?:_enc)?"
+_KEY = rf"[\w.]*?{_WORDS}"
+# what both key patterns below need somewhere: a key word, then `=` or `:` (one search
+# spares the two substitutions in text that merely mentions a passphrase)
+_KEYED = re.compile(rf"""(?i){_WORDS}["']?\s*[=:]""")
 _QUOTED = re.compile(rf"""(?ix)(?<![\w-])(["']?{_KEY}["']?\s*[=:]\s*)(["'])(.*?)(?<!\\)\2""")
 _BARE = re.compile(rf"""(?ix)(?<![\w-])({_KEY}\s*[=:]\s*)(?!["'])([^\s,;)}}\]]+)""")
 _CLI_SET = re.compile(
     r"""(?i)(\bset\s+(?:wan\s+pppoe\s+password|wlan\s+\S+\s+passphrase)\s+)("(?:[^"\\]|\\.)*"|\S+)"""
 )
 _RUN = re.compile(r"\S+")
+_HEADS = re.compile(rf"(?=(\S{{{MIN_SECRET_LENGTH}}}))")  # every MIN_SECRET_LENGTH non-blanks
 # every key the three patterns above look for contains one of these: text without any of
 # them is not searched by the patterns at all (most of what is logged)
 _HINTS = ("pass", "secret", "psk", "private_key")
@@ -62,8 +67,9 @@ class Redactor:
         lowered = text.lower()
         if any(hint in lowered for hint in _HINTS):
             text = _CLI_SET.sub(lambda m: m.group(1) + MASK, text)
-            text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", text)
-            text = _BARE.sub(lambda m: m.group(1) + MASK, text)
+            if _KEYED.search(text):
+                text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", text)
+                text = _BARE.sub(lambda m: m.group(1) + MASK, text)
         for phrase in self._phrases:
             if phrase in text:
                 text = text.replace(phrase, MASK)
@@ -73,29 +79,24 @@ class Redactor:
         return text
 
     def _known_in(self, text: str) -> set[str]:
-        # The first few characters at every position of each run of non-blank characters
-        # are met against the secrets' first few characters in one set operation; only a
-        # secret that starts so is compared, where it starts, at its own length. The cost
-        # follows the message, not the number of secrets or of their lengths.
+        # The first few characters at every position of the text's non-blank runs (found in
+        # one regex pass) are met against the secrets' first few characters in one set
+        # operation; only a secret that starts so is compared, where it starts, at its own
+        # length. The cost follows the message, not the number of secrets or their lengths.
         hits: set[str] = set()
-        head = MIN_SECRET_LENGTH
-        starts = self._lengths.keys()
-        for run in _RUN.findall(text):
-            end = len(run)
-            if end < head:
-                continue
-            for first in {run[i : i + head] for i in range(end - head + 1)} & starts:
-                start = run.find(first)
-                while start >= 0:
-                    lengths = self._lengths[first]
-                    while lengths:
-                        lowest = lengths & -lengths
-                        lengths ^= lowest
-                        length = lowest.bit_length() - 1
-                        window = run[start : start + length]
-                        if start + length <= end and window in self._words:
-                            hits.add(window)
-                    start = run.find(first, start + 1)
+        lengths_of, words = self._lengths, self._words
+        for first in lengths_of.keys() & set(_HEADS.findall(text)):
+            start = text.find(first)
+            while start >= 0:
+                lengths = lengths_of[first]
+                while lengths:
+                    lowest = lengths & -lengths
+                    lengths ^= lowest
+                    # a window reaching past its run holds a blank: never a secret word
+                    window = text[start : start + lowest.bit_length() - 1]
+                    if window in words:
+                        hits.add(window)
+                start = text.find(first, start + 1)
         return hits
 
     def scrub(self, record: logging.LogRecord) -> None:
