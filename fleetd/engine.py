@@ -72,6 +72,10 @@ class Limits:
     backoff_cap: float = 900.0
     write_batch: int = 200  # outcomes per transaction
     write_linger: float = 0.05  # seconds to gather outcomes while others still run
+    # how often a running operation's steps reach the store, for staff following it; a
+    # batch's operations are followed through the batch's counts
+    flush_seconds: float = 1.0
+    batch_flush_seconds: float = 5.0
     default_deadline: timedelta = timedelta(hours=24)
 
 
@@ -250,6 +254,9 @@ class Engine:
             timeouts=self.timeouts,
             step_writer=self._steps,
             targets={target.serial: target} if target else None,
+            flush_seconds=(
+                self.limits.batch_flush_seconds if op.batch_id else self.limits.flush_seconds
+            ),
         )
         started = time.monotonic()
         workflow = self.workflows.get(op.kind)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from fleetd import batches
 from fleetd.clock import ManualClock
-from fleetd.context import Claimed, Record, write_records
+from fleetd.context import Claimed, Record, RunContext, write_records
 from fleetd.engine import Engine, Limits
 from fleetd.workflows.base import OpContext, RequestContext
 from inventory import operations as ops
@@ -473,6 +473,33 @@ async def test_a_batch_runs_no_more_than_its_max_parallel(
     release.set()
     await engine.run_until_idle()
     assert (await progress(store, batch_id)).counts == {"succeeded": 6}
+
+
+async def test_a_lone_operation_shows_its_steps_while_it_runs_a_batchs_at_its_end(
+    store: Store, box: SecretBox, clock: ManualClock
+) -> None:
+    # what staff following a run see in its history while a commit takes its time
+    seen: dict[str, list[str]] = {}
+
+    async def slow_commit(ctx: OpContext) -> str:
+        clock.advance(3)  # the unit takes 3 s to commit: more than a lone run's interval
+        await ctx.step("commit confirmed", True, "rolls back in 5 min unless confirmed")
+        assert isinstance(ctx, RunContext)
+        await ctx.flushed()
+        async with store.sessions() as session:
+            seen[ctx.unit_serial or ""] = [s.step for s in await ops.steps(session, ctx.op_id)]
+        return "done"
+
+    lone = await enqueue(store, SERIALS[0])
+    batch_id = await make_batch(store, box, SERIALS[1:2])
+    await engine_for(store, box, Scripted(slow_commit), clock).run_until_idle()
+    assert seen == {SERIALS[0]: ["read", "commit confirmed"], SERIALS[1]: []}
+    assert (await progress(store, batch_id)).counts == {"succeeded": 1}
+    async with store.sessions() as session:
+        batch_op = await session.scalar(select(Operation.id).where(Operation.batch_id == batch_id))
+        for op_id in (lone, batch_op):
+            steps = [s.step for s in await ops.steps(session, op_id)]
+            assert steps == ["read", "commit confirmed", "succeeded"]
 
 
 async def test_cancelling_a_batch_cancels_what_has_not_started(
