@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -360,8 +360,11 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-def unit_target(unit: Unit, box: SecretBox, redactor: Redactor, timeouts: Timeouts) -> UnitTarget:
-    """How a run reaches `unit`: its credential (password registered with the redactor)."""
+def unit_target(
+    unit: Unit | Row[Any], box: SecretBox, redactor: Redactor, timeouts: Timeouts
+) -> UnitTarget:
+    """How a run reaches `unit` (or a row of its access columns): its credential (password
+    registered with the redactor)."""
     credential = repo.unit_credential(unit, box)
     if credential.password:
         redactor.add_secret(credential.password)
@@ -391,7 +394,9 @@ async def unit_targets(
     if not serials:
         return {}
     out: dict[str, UnitTarget] = {}
-    for unit in await session.scalars(select(Unit).where(Unit.serial.in_(set(serials)))):
+    table = cast(Table, Unit.__table__).c
+    columns = [table[name] for name in repo.ACCESS_COLUMNS]  # plain rows, no objects
+    for unit in await session.execute(select(*columns).where(table.serial.in_(set(serials)))):
         try:
             out[unit.serial] = unit_target(unit, box, redactor, timeouts)
         except FleetError:

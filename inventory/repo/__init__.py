@@ -41,6 +41,7 @@ from inventory.repo.customers import (
 )
 from inventory.repo.keys import check_secret_key
 from inventory.repo.units import (
+    ACCESS_COLUMNS,
     INTENDED_WIFI,
     PASSPHRASE,
     PASSWORD,
@@ -67,6 +68,7 @@ from inventory.repo.units import (
 )
 
 __all__ = [
+    "ACCESS_COLUMNS",
     "INTENDED_WIFI",
     "PASSPHRASE",
     "PASSWORD",

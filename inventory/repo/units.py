@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.domain import AccountState, Role, WanMode
@@ -152,8 +152,23 @@ def _facts(unit: Unit | None, codes: Mapping[int, str]) -> UnitFacts | None:
     return UnitFacts(unit.serial, unit.role, codes[unit.customer_id])
 
 
-def unit_credential(unit: Unit, box: SecretBox | None) -> Credential:
-    """How to reach and log in to the unit (password decrypted; `box` needed if stored)."""
+# the columns `unit_credential` reads: a caller reaching many units selects just these
+ACCESS_COLUMNS = (
+    "serial",
+    "mgmt_address",
+    "ssh_port",
+    "snmp_port",
+    "username",
+    "password_enc",
+    "private_key_path",
+    "host_key_fingerprint",
+    "platform",
+)
+
+
+def unit_credential(unit: Unit | Row[Any], box: SecretBox | None) -> Credential:
+    """How to reach and log in to the unit (password decrypted; `box` needed if stored);
+    `unit` may be a row of `ACCESS_COLUMNS`."""
     if unit.mgmt_address is None or unit.ssh_port is None or unit.username is None:
         raise NotFound("management access for unit", unit.serial)
     password = None
