@@ -85,6 +85,7 @@ async def run_month_end(params: dict[str, Any]) -> dict[str, Any]:
 
     from drivers.base import Timeouts
     from fleetd.calendar import month_end_stop_at
+    from fleetd.daemon import settle_heap
     from fleetd.engine import Engine, Limits, Outcome
     from fleetd.scheduler import MONTH_END, Scheduler
     from fleetd.workflows import WORKFLOWS
@@ -118,6 +119,7 @@ async def run_month_end(params: dict[str, Any]) -> dict[str, Any]:
         timeouts=Timeouts(connect=30.0, command=30.0, commit=60.0),
         on_finished=finished,
     )
+    settle_heap()  # as `fleetd serve` does once it has started
     spy = common.Spy(params["profile"]) if params.get("profile") else None
     try:
         if spy is not None:

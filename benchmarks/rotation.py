@@ -72,6 +72,7 @@ async def run_engine(params: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from drivers.base import Timeouts
+    from fleetd.daemon import settle_heap
     from fleetd.engine import Engine, Limits, Outcome
     from fleetd.workflows import WORKFLOWS
     from inventory.redact import Redactor
@@ -106,6 +107,7 @@ async def run_engine(params: dict[str, Any]) -> dict[str, Any]:
         timeouts=Timeouts(connect=30.0, command=30.0, commit=60.0),
         on_finished=finished,
     )
+    settle_heap()  # as `fleetd serve` does once it has started
     spy = common.Spy(params["profile"]) if params.get("profile") else None
     try:
         if spy is not None:
@@ -141,6 +143,7 @@ async def run_floor(params: dict[str, Any]) -> dict[str, Any]:
 
     from drivers.base import Change, Timeouts, UnitTarget
     from drivers.registry import load_driver
+    from fleetd.daemon import settle_heap
 
     with Path(params["fleet_csv"]).open(newline="") as fh:
         rows = list(csv.DictReader(fh))[: params["units"]]
@@ -173,6 +176,7 @@ async def run_floor(params: dict[str, Any]) -> dict[str, Any]:
             except Exception as exc:
                 failures[type(exc).__name__] += 1
 
+    settle_heap()  # the same process set-up as the engine's
     spy = common.Spy(params["profile"]) if params.get("profile") else None
     if spy is not None:
         await spy.__aenter__()

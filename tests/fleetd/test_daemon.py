@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import platform
 from pathlib import Path
 
@@ -64,8 +65,11 @@ async def test_the_daemon_serves_the_api_and_the_bastion_and_stops_cleanly(
     assert ready["ready"] is True and ready["scheduler"] == "leader"
     assert daemon.bastion_port and (tmp_path / "state" / "bastion_host_key").exists()
     assert any("this daemon runs the scheduler" in line for line in said)
+    # what start-up built is out of the collector's full walks while the daemon serves
+    assert gc.get_freeze_count() > 0
     daemon.stop()
     await asyncio.wait_for(task, 20)
+    assert gc.get_freeze_count() == 0  # and may be collected again once it stops
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{daemon.api_port}/livez")
