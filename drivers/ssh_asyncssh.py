@@ -13,7 +13,8 @@ accepted (trust on first use) and exposed as `seen_host_key` for the daemon to p
 Connection options are prepared on the event loop, not in a worker thread: asyncssh hands
 their preparation to the loop's default executor in case it reads files (config, keys, known
 hosts), and ours reads none. A thread round trip per connection costs more CPU than the
-preparation itself when hundreds of sessions open at once.
+preparation itself when hundreds of sessions open at once. asyncssh's log messages are
+formatted only when their level is enabled.
 
 `probe_host_key()` (key exchange only, no login) serves the scrapli and netmiko transports.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.logging import SSHLogger
 
 from drivers.base import Mode, Shell, UnitTarget
 from drivers.transport import CliProfile, PromptTracker, normalise_key
@@ -70,6 +72,19 @@ async def _construct_inline(
 
 
 asyncssh.SSHClientConnectionOptions.construct = classmethod(_construct_inline)  # type: ignore[method-assign,assignment]
+
+# asyncssh's logger turns every argument of every message into text before the logging
+# module looks at the level: a few dozen messages per session, nearly all dropped unread.
+# The level is looked at first here; a message that is logged is logged as before.
+_ssh_log = SSHLogger.log
+
+
+def _log_if_enabled(self: SSHLogger, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+    if self.isEnabledFor(level):
+        _ssh_log(self, level, msg, *args, **kwargs)
+
+
+SSHLogger.log = _log_if_enabled  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

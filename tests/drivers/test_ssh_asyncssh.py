@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,3 +70,21 @@ async def test_other_asyncssh_clients_keep_their_worker_thread(
     ) as conn:
         assert conn.get_server_host_key() is not None
     assert executor.submitted == 1
+
+
+async def test_asyncssh_still_logs_what_its_enabled_levels_ask_for(
+    served: ServedFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    unit = first(served)
+    target = target_for(served, unit)
+    with caplog.at_level(logging.INFO, logger="asyncssh"):
+        async with load_driver(target, "asyncssh") as driver:
+            await driver.read_state()
+    opened = [r.getMessage() for r in caplog.records if r.name.startswith("asyncssh")]
+    # its arguments turned into text as asyncssh does: (host, port) as "host, port N"
+    assert any(f"{target.address}, port {target.ssh_port}" in line for line in opened), opened
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asyncssh"):
+        async with load_driver(target, "asyncssh") as driver:
+            await driver.read_state()
+    assert not [r for r in caplog.records if r.name.startswith("asyncssh")]
