@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
+from sqlalchemy import text as sql_text
 
 from inventory import audit, operations, repo, users  # noqa: F401 - every table on Base.metadata
 from inventory.errors import StoreError
@@ -78,6 +80,26 @@ async def test_timestamps_are_timezone_aware_utc_on_both_stores(store: Store) ->
         assert stored.created_at.tzinfo == UTC
         assert stored.created_at.hour == 14
         assert stored.updated_at.tzinfo == UTC
+
+
+async def test_sqlite_keeps_timestamps_as_sortable_utc_text(tmp_path: Path) -> None:
+    # SQLite compares timestamps as text (due operations, look-ups by time): every one is
+    # written in the one full form, UTC, microseconds included even when they are zero
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/f.db") as store:
+        await store.migrate()
+        await _store_and_read_text(store)
+
+
+async def _store_and_read_text(store: Store) -> None:
+    tokyo = datetime(2025, 3, 31, 23, 59, tzinfo=timezone(timedelta(hours=9)))
+    async with store.transaction() as session:
+        customer = (await repo.upsert_customer(session, CustomerData("138301482"))).obj
+        customer.created_at = tokyo
+    async with store.sessions() as session:
+        text = await session.scalar(
+            sql_text("SELECT created_at FROM customers WHERE id = :id"), {"id": customer.id}
+        )
+    assert text == "2025-03-31 14:59:00.000000"
 
 
 async def test_a_naive_timestamp_is_refused(store: Store) -> None:
