@@ -9,7 +9,7 @@ the engine until every operation has ended. The time quoted is from the fire to 
 outcome written; each stop is pushed with `commit confirmed`, verified in a new session
 (no internet, both Wi-Fi networks down) and confirmed.
 
-    python -m benchmarks.monthend [--units 10000] [--runs 1] [--parallel 400] [--profile FILE]
+    python -m benchmarks.monthend [--units 10000] [--runs 3] [--parallel 400] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ YEAR, MONTH = 2026, 11  # stops at 2026-11-30 23:59 JST
 
 NAME = "Month-end: 10,000 account stops from the scheduler's 23:59 JST fire"
 COMMAND = (
-    "python -m benchmarks.monthend --units 10000 --runs 1 --parallel 400 "
+    "python -m benchmarks.monthend --units 10000 --runs 3 --parallel 400 "
     "--profile var/bench/monthend/profile.raw"
 )
 
@@ -181,7 +181,7 @@ async def run(quick: bool) -> dict[str, Any]:
     out = str(common.VAR / "monthend" / "profile.raw")
     if quick:
         return await measure(500, 1, 200, out, 200)
-    return await measure(10_000, 1, 400, out, 1000)
+    return await measure(10_000, 3, 400, out, 1000)
 
 
 def render(r: dict[str, Any]) -> str:
@@ -229,7 +229,7 @@ def render(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=400)
     parser.add_argument("--profile", default="", help="one more run of 1,000 under py-spy")
     args = parser.parse_args()

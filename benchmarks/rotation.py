@@ -6,7 +6,7 @@ engine then runs the batch in a process of its own (`child`), so the CPU and RSS
 the daemon's alone. One unit's rotation is two SSH sessions: read, stage, `commit confirmed`;
 then a new session that re-reads, verifies and confirms.
 
-    python -m benchmarks.rotation [--units 10000] [--runs 2] [--parallel 600]
+    python -m benchmarks.rotation [--units 10000] [--runs 3] [--parallel 600]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TARGET_CPU_MS = 3.0
 SESSIONS_PER_UNIT = 1  # a Wi-Fi change is verified in the session that made it
 
 NAME = "Fleet rotation: guest passphrase over 10,000 units (RTT 30 ms, commit 1 s)"
-COMMAND = "python -m benchmarks.rotation --units 10000 --runs 1 --parallel 600 --profile var/bench/rotation/profile.raw"
+COMMAND = "python -m benchmarks.rotation --units 10000 --runs 3 --parallel 600 --profile var/bench/rotation/profile.raw"
 
 
 async def write_batch(
@@ -262,7 +262,7 @@ async def run(quick: bool) -> dict[str, Any]:
     out = common.VAR / "rotation" / "profile.raw"
     if quick:
         return await measure(500, 1, 200, str(out), 200)
-    return await measure(10_000, 1, 600, str(out), 1000)
+    return await measure(10_000, 3, 600, str(out), 1000)
 
 
 def render(r: dict[str, Any]) -> str:
@@ -347,7 +347,7 @@ def render(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=600)
     parser.add_argument("--profile", default="", help="one more run under pyinstrument: HTML here")
     args = parser.parse_args()
