@@ -194,6 +194,13 @@ class AsyncsshTransport:
             "client_factory": lambda: _HostKeyGate(self),
             "agent_path": None,
             "config": None,
+            # no X.509 host certificates, no Kerberos: units are pinned by their host key and
+            # log in with a password or a key (and ~/.ssh is not looked at per connection)
+            "x509_trusted_certs": None,
+            "x509_trusted_cert_paths": [],
+            "gss_host": None,
+            "gss_kex": False,
+            "gss_auth": False,
             "encryption_algs": CIPHERS,
             "kex_algs": KEX,
             "connect_timeout": target.timeouts.connect,
