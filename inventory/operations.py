@@ -51,7 +51,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    insert,
     not_,
     or_,
     select,
@@ -552,42 +551,6 @@ async def add_step(
     session.add(row)
     await session.flush()
     return row
-
-
-async def add_steps(
-    session: AsyncSession,
-    op_id: int,
-    rows: Sequence[tuple[str, bool, str, datetime]],
-    *,
-    redactor: Redactor | None = None,
-    after: int | None = None,
-) -> None:
-    """Append several steps (name, ok, detail, at) to an operation's history in one
-    statement; each detail masked as `add_step` masks it. `after`: the last step number
-    already written, when the caller knows it (saves a query)."""
-    if not rows:
-        return
-    redactor = redactor or Redactor()
-    last = after
-    if last is None:
-        last = await session.scalar(
-            select(func.max(OperationStep.seq)).where(OperationStep.operation_id == op_id)
-        )
-    first = (last or 0) + 1
-    await session.execute(
-        insert(OperationStep),
-        [
-            {
-                "operation_id": op_id,
-                "seq": first + n,
-                "at": at,
-                "step": step,
-                "ok": ok,
-                "detail": redactor.redact(detail),
-            }
-            for n, (step, ok, detail, at) in enumerate(rows)
-        ],
-    )
 
 
 @dataclass(frozen=True)
