@@ -61,16 +61,15 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
-def settle_heap() -> int:
+def settle_heap() -> None:
     """Collect what start-up left as garbage, then move the rest (modules, mappers, settings,
-    the API's routes) to the collector's permanent generation; how many objects that is.
+    the API's routes) to the collector's permanent generation.
 
     Each full collection walks every object it tracks. With hundreds of unit sessions at once,
     their objects outlive the young generations and full collections come every few seconds;
     objects that live as long as the daemon need not be walked each time."""
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()
 
 
 @dataclass
