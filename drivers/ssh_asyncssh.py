@@ -13,8 +13,10 @@ accepted (trust on first use) and exposed as `seen_host_key` for the daemon to p
 Connection options are prepared on the event loop, not in a worker thread: asyncssh hands
 their preparation to the loop's default executor in case it reads files (config, keys, known
 hosts), and ours reads none. A thread round trip per connection costs more CPU than the
-preparation itself when hundreds of sessions open at once. asyncssh's log messages are
-formatted only when their level is enabled.
+preparation itself when hundreds of sessions open at once. asyncssh's log messages (and its
+packet log) are formatted only when their level is enabled, and this transport's connections
+send no empty SSH_MSG_IGNORE ahead of each packet, a defence of CBC ciphers, which it never
+offers.
 
 `probe_host_key()` (key exchange only, no login) serves the scrapli and netmiko transports.
 """
@@ -30,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.connection import SSHConnection
+from asyncssh.constants import MSG_IGNORE
 from asyncssh.logging import SSHLogger
+from asyncssh.packet import SSHPacketLogger, String
 
 from drivers.base import Mode, Shell, UnitTarget
 from drivers.transport import CliProfile, PromptTracker, normalise_key
@@ -85,6 +90,39 @@ def _log_if_enabled(self: SSHLogger, level: int, msg: object, *args: Any, **kwar
 
 
 SSHLogger.log = _log_if_enabled  # type: ignore[method-assign]
+
+# The same for its packet log: every packet sent or received had its name and size turned
+# into text, and only then did the logger look at the debug level (3) that shows packets.
+_log_packet = SSHPacketLogger._log_packet
+
+
+def _log_packet_if_enabled(
+    self: SSHPacketLogger, msg: str, pkttype: int, pktid: int | None, packet: Any, note: str
+) -> None:
+    if self.logger._debug_level >= 3:
+        _log_packet(self, msg, pkttype, pktid, packet, note)
+
+
+SSHPacketLogger._log_packet = _log_packet_if_enabled  # type: ignore[method-assign]
+
+# asyncssh sends an empty SSH_MSG_IGNORE ahead of every encrypted packet after the key
+# exchange. That defends CBC-mode ciphers (whose next IV an attacker could predict); this
+# transport offers none (CIPHERS: GCM and CTR), and OpenSSH sends no such packets. On a unit
+# session they doubled the packets written: one more encryption, random padding and send()
+# per packet. They are left out on this transport's connections only.
+_send_packet = SSHConnection.send_packet
+_EMPTY_IGNORE = (String(b""),)
+
+
+def _send_packet_unpadded(
+    self: SSHConnection, pkttype: int, *args: bytes, handler: SSHPacketLogger | None = None
+) -> None:
+    if pkttype == MSG_IGNORE and args == _EMPTY_IGNORE and isinstance(self._owner, _HostKeyGate):
+        return
+    _send_packet(self, pkttype, *args, handler=handler)
+
+
+SSHConnection.send_packet = _send_packet_unpadded  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -201,6 +239,9 @@ class AsyncsshTransport:
             "gss_host": None,
             "gss_kex": False,
             "gss_auth": False,
+            # a key, else the password in one request: asyncssh would otherwise prefer
+            # keyboard-interactive, a round trip more for the same password
+            "preferred_auth": ("publickey", "password", "keyboard-interactive"),
             "encryption_algs": CIPHERS,
             "kex_algs": KEX,
             "connect_timeout": target.timeouts.connect,

@@ -17,6 +17,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 import asyncssh
+from asyncssh.connection import SSHConnection
+from asyncssh.constants import MSG_IGNORE
+from asyncssh.packet import SSHPacketLogger, String
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -189,6 +192,25 @@ class _UnitServer(asyncssh.SSHServer):
         if self._unit.faults.auth_fail or username != USERNAME:
             return False
         return key.public_data == self._owner.client_public_data
+
+
+# asyncssh sends an empty SSH_MSG_IGNORE ahead of every encrypted packet after the key
+# exchange, a defence of CBC-mode ciphers, which no unit offers (CIPHERS). OpenSSH and Dropbear,
+# what embedded units run, send none: a simulated unit leaves them out too, so that its clients
+# receive and decrypt the packets a real unit would send them, and no more.
+_send_packet = SSHConnection.send_packet
+_EMPTY_IGNORE = (String(b""),)
+
+
+def _send_packet_as_units_do(
+    self: SSHConnection, pkttype: int, *args: bytes, handler: SSHPacketLogger | None = None
+) -> None:
+    if pkttype == MSG_IGNORE and args == _EMPTY_IGNORE and isinstance(self._owner, _UnitServer):
+        return
+    _send_packet(self, pkttype, *args, handler=handler)
+
+
+SSHConnection.send_packet = _send_packet_as_units_do  # type: ignore[method-assign]
 
 
 class FleetSSHServer:

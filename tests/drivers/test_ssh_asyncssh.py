@@ -88,3 +88,55 @@ async def test_asyncssh_still_logs_what_its_enabled_levels_ask_for(
         async with load_driver(target, "asyncssh") as driver:
             await driver.read_state()
     assert not [r for r in caplog.records if r.name.startswith("asyncssh")]
+
+
+@pytest.fixture
+def packet_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """asyncssh's packet log (debug level 3), both ends of each session in this process."""
+    asyncssh.set_debug_level(3)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+            yield caplog
+    finally:
+        asyncssh.set_debug_level(1)
+
+
+def _lines(caplog: pytest.LogCaptureFixture, word: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if word in r.getMessage()]
+
+
+async def test_a_session_sends_no_padding_packets_and_logs_in_with_one_request(
+    served: ServedFleet, packet_log: pytest.LogCaptureFixture
+) -> None:
+    # asyncssh puts an empty SSH_MSG_IGNORE before every encrypted packet (a CBC defence;
+    # the units offer no CBC cipher): neither this transport nor a simulated unit sends them
+    unit = first(served)
+    async with load_driver(target_for(served, unit), "asyncssh") as driver:
+        state = await driver.read_state()
+    assert state.serial == unit.serial
+    assert _lines(packet_log, "MSG_CHANNEL_DATA"), "the packet log shows packets at level 3"
+    assert not _lines(packet_log, "MSG_IGNORE")
+    # the password in one request, not keyboard-interactive's prompt and answer
+    assert _lines(packet_log, "Trying password auth")
+    assert not _lines(packet_log, "Trying keyboard-interactive auth")
+
+
+async def test_other_asyncssh_clients_still_pad_their_packets(
+    served: ServedFleet, packet_log: pytest.LogCaptureFixture
+) -> None:
+    target = target_for(served, first(served))
+    async with asyncssh.connect(
+        target.address,
+        target.ssh_port,
+        username=target.username,
+        password=target.password,
+        known_hosts=None,
+        config=None,
+        agent_path=None,
+    ) as conn:
+        await conn.run("show status")
+    assert _lines(packet_log, "Sent MSG_IGNORE")
+    assert _lines(packet_log, "Received MSG_IGNORE")  # the unit's end, in this process
+    assert len(_lines(packet_log, "Sent MSG_IGNORE")) == len(
+        _lines(packet_log, "Received MSG_IGNORE")
+    ), "the simulated unit sends none of its own"
