@@ -29,7 +29,7 @@ import contextvars
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 from asyncssh.connection import SSHConnection
@@ -181,6 +181,75 @@ class _HostKeyGate(asyncssh.SSHClient):
         return self._transport.target.host_key is None
 
 
+def _expire(waiter: asyncio.Future[str]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _CliSession(asyncssh.SSHClientSession[str]):
+    """The CLI channel's receiving end: keeps what the unit writes until a prompt ends it.
+
+    asyncssh's stream layer (readers, read locks, a buffer of chunks searched again on each
+    read) costs more per command than the rest of a command's round trip on the client; an
+    answer is one or two packets ended by a prompt, which this finds as the text arrives.
+    """
+
+    def __init__(self, profile: CliProfile) -> None:
+        self._prompt = profile.prompt
+        self._text = ""
+        self._waiter: asyncio.Future[str] | None = None
+        self._ended: BaseException | None = None
+
+    def data_received(self, data: str, datatype: asyncssh.DataType) -> None:
+        if datatype is not None:  # stderr: not part of an answer
+            return
+        self._text += data
+        self._answer()
+
+    def eof_received(self) -> bool:
+        self._end(asyncio.IncompleteReadError(self._text.encode(), None))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or asyncio.IncompleteReadError(self._text.encode(), None))
+
+    def _end(self, exc: BaseException) -> None:
+        if self._ended is None:
+            self._ended = exc
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _answer(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        text = self._text
+        # the prompt ends the text and starts its line: only the last line is searched
+        match = self._prompt.search(text, max(0, text.rfind("\n")))
+        if match is None:
+            return
+        end = match.end()
+        self._text, self._waiter = text[end:], None
+        waiter.set_result(text[:end])
+
+    async def answer(self, timeout_s: float) -> str:
+        """What the unit writes up to and including its next prompt."""
+        if self._ended is not None:
+            raise self._ended
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[str] = loop.create_future()
+        self._waiter = waiter
+        self._answer()
+        # a timer on the waiter itself: asyncio.timeout would cancel and uncancel the task
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
 class AsyncsshShell:
     """An interactive channel with a PTY on an open connection."""
 
@@ -210,7 +279,8 @@ class AsyncsshTransport:
         self.profile = profile
         self._seen_host_key: str | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._process: asyncssh.SSHClientProcess[str] | None = None
+        self._chan: asyncssh.SSHClientChannel[str] | None = None
+        self._session: _CliSession | None = None
         self._tracker = PromptTracker(profile)
         self._options = self._build_options()
 
@@ -274,7 +344,10 @@ class AsyncsshTransport:
                 self._seen_host_key = export_key(key)
             with asyncssh_errors(serial, "open the CLI session"):
                 async with asyncio.timeout(timeouts.command):
-                    self._process = await self._conn.create_process(term_type=None)
+                    self._chan, session = await self._conn.create_session(
+                        lambda: _CliSession(self.profile), term_type=None
+                    )
+                    self._session = cast(_CliSession, session)
             self._tracker.mode = "exec"
             await self._read_answer(timeouts.connect, "the first prompt")
         except BaseException:
@@ -282,7 +355,7 @@ class AsyncsshTransport:
             raise
 
     async def close(self) -> None:
-        conn, self._conn, self._process = self._conn, None, None
+        conn, self._conn, self._chan, self._session = self._conn, None, None, None
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
@@ -298,28 +371,24 @@ class AsyncsshTransport:
         return await self._exchange(command, timeout_s)
 
     async def _exchange(self, command: str, timeout_s: float | None) -> str:
-        if self._process is None:
+        if self._chan is None:
             raise Unreachable(self.target.serial, "the session is not open")
         with asyncssh_errors(self.target.serial, "send a command"):
-            self._process.stdin.write(command + "\n")
+            self._chan.write(command + "\n")
         verb = command.split(" ", 1)[0]  # never the rest: it may carry a secret
         return await self._read_answer(timeout_s or self.target.timeouts.command, f"{verb!r}")
 
     async def _read_answer(self, timeout_s: float, what: str) -> str:
-        assert self._process is not None
+        assert self._session is not None
         try:
-            # asyncio.timeout, not wait_for: no task of its own for every command
             with asyncssh_errors(self.target.serial, f"waiting {timeout_s:g} s for {what}"):
-                async with asyncio.timeout(timeout_s):
-                    text = await self._process.stdout.readuntil(
-                        self.profile.prompt, self.profile.prompt_max_len
-                    )
+                text = await self._session.answer(timeout_s)
         except BaseException:
             # A late or partial answer would be taken for the next command's: end the session.
             await self.close()
             raise
         split = self._tracker.split(text)
-        if split is None:  # cannot happen: readuntil returned on this very pattern
+        if split is None:  # cannot happen: the answer ends where this very pattern matched
             await self.close()
             raise Unreachable(self.target.serial, f"no prompt after {what}")
         return split[0]

@@ -29,15 +29,14 @@ class CliProfile:
     """How a platform's CLI looks to a transport. Data only.
 
     ``prompt`` must match the prompt at the very end of what was read, from the start of its
-    line, with the last prompt in a group named ``prompt``; a last prompt that contains
-    ``config_mark`` means configuration mode.
+    line (``^`` or a newline, then no other newline), with the last prompt in a group named
+    ``prompt``; a last prompt that contains ``config_mark`` means configuration mode.
     ``scrapli_definition`` and ``netmiko_class`` are ``"module:attribute"`` names, imported
     only by the transport that needs them.
     """
 
     name: str
     prompt: re.Pattern[str]
-    prompt_max_len: int
     config_mark: str
     enter_config: str
     exit_config: str
@@ -93,7 +92,8 @@ class PromptTracker:
     def split(self, text: str) -> tuple[str, str] | None:
         """(answer, prompt) when `text` ends with a prompt; notes the mode it shows."""
         text = text.replace("\r\n", "\n").replace("\r", "")
-        match = self.profile.prompt.search(text)
+        # a prompt starts its line and ends the text: the last line is all there is to search
+        match = self.profile.prompt.search(text, max(0, text.rfind("\n")))
         if match is None:
             return None
         prompt = match.group("prompt")

@@ -29,7 +29,6 @@ PLATFORM = "uspot"
 # both echoed before it answers (the simulated unit does so), leaving "US01SP000000> " twice.
 _ONE_PROMPT = r"US01[A-Z0-9]{8}(?:\(config\))?[>#] ?"
 PROMPT = re.compile(rf"(?:^|\n)(?:{_ONE_PROMPT})*(?P<prompt>{_ONE_PROMPT})\Z")
-PROMPT_MAX_LEN = 256  # how far back an incremental search must look for the line start
 CONFIG_MARK = "(config)#"
 ENTER_CONFIG = "configure"
 EXIT_CONFIG = "exit"

@@ -35,7 +35,6 @@ _T = TypeVar("_T")
 PROFILE = CliProfile(
     name=uspot.PLATFORM,
     prompt=uspot.PROMPT,
-    prompt_max_len=uspot.PROMPT_MAX_LEN,
     config_mark=uspot.CONFIG_MARK,
     enter_config=uspot.ENTER_CONFIG,
     exit_config=uspot.EXIT_CONFIG,

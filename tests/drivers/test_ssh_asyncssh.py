@@ -12,6 +12,9 @@ import asyncssh
 import pytest
 
 from drivers import load_driver
+from drivers.ssh_asyncssh import _CliSession, asyncssh_errors
+from drivers.uspot_driver import PROFILE
+from inventory.errors import Unreachable
 from simulators.server import ServedFleet
 from tests.drivers.conftest import first, target_for
 
@@ -140,3 +143,56 @@ async def test_other_asyncssh_clients_still_pad_their_packets(
     assert len(_lines(packet_log, "Sent MSG_IGNORE")) == len(
         _lines(packet_log, "Received MSG_IGNORE")
     ), "the simulated unit sends none of its own"
+
+
+# ----- the CLI channel's receiving end, packet by packet ------------------------------------
+def _cli() -> _CliSession:
+    return _CliSession(PROFILE)
+
+
+async def test_an_answer_cut_across_packets_ends_at_its_prompt() -> None:
+    cli = _cli()
+    waiting = asyncio.ensure_future(cli.answer(5))
+    for packet in ("wlan guest ssid Cafe\nUS01", "SP000000", "# "):
+        await asyncio.sleep(0)
+        assert not waiting.done(), "no prompt yet: the answer is not complete"
+        cli.data_received(packet, None)
+    assert await waiting == "wlan guest ssid Cafe\nUS01SP000000# "
+
+
+async def test_what_comes_before_anyone_asks_is_kept_and_the_rest_waits_its_turn() -> None:
+    cli = _cli()
+    cli.data_received("U-SPOT console\nUS01SP000000> ok\nUS01SP000000> partial", None)
+    cli.data_received("x", 1)  # stderr is not part of an answer
+    # the text ends mid-line, so the prompt seen inside it does not end an answer
+    waiting = asyncio.ensure_future(cli.answer(5))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    cli.data_received(" more\nUS01SP000000(config)# ", None)
+    answer = await waiting
+    assert answer.startswith("U-SPOT console\n") and answer.endswith("(config)# ")
+    assert answer.count("US01SP000000") == 3
+
+
+async def test_a_prompt_on_a_line_of_its_own_ends_the_answer_even_after_a_long_one() -> None:
+    cli = _cli()
+    running = "".join(f"set wlan guest option{i} value{i}\n" for i in range(400))
+    cli.data_received(running + "US01SP000000# ", None)
+    assert await cli.answer(5) == running + "US01SP000000# "
+    cli.data_received("no newline and a prompt-like word US01SP000000# ", None)
+    with pytest.raises(TimeoutError):
+        await cli.answer(0.01)
+
+
+async def test_a_session_that_ends_mid_answer_fails_every_wait_after_it() -> None:
+    cli = _cli()
+    waiting = asyncio.ensure_future(cli.answer(5))
+    await asyncio.sleep(0)
+    cli.data_received("half an ans", None)
+    cli.connection_lost(None)
+    with pytest.raises(asyncio.IncompleteReadError):
+        await waiting
+    with pytest.raises(asyncio.IncompleteReadError):
+        await cli.answer(5)
+    with pytest.raises(Unreachable), asyncssh_errors("US01SP000000", "read"):
+        await cli.answer(5)
