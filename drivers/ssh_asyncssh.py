@@ -124,6 +124,19 @@ def _send_packet_unpadded(
 
 SSHConnection.send_packet = _send_packet_unpadded  # type: ignore[method-assign]
 
+# SASLprep (RFC 4013) leaves printable ASCII as it is, yet asyncssh walks every character of
+# each connection's user names through the stringprep tables.
+_saslprep = asyncssh.saslprep.saslprep
+
+
+def _saslprep_ascii_as_is(s: str) -> str:
+    if s.isascii() and s.isprintable():
+        return s
+    return _saslprep(s)
+
+
+asyncssh.connection.saslprep = _saslprep_ascii_as_is  # type: ignore[attr-defined]
+
 
 @contextlib.contextmanager
 def asyncssh_errors(serial: str, doing: str) -> Iterator[None]:
@@ -197,6 +210,8 @@ class _CliSession(asyncssh.SSHClientSession[str]):
     def __init__(self, profile: CliProfile) -> None:
         self._prompt = profile.prompt
         self._text = ""
+        # the loop, once: asyncio.get_running_loop() asks the kernel for the process id
+        self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[str] | None = None
         self._ended: BaseException | None = None
 
@@ -237,12 +252,11 @@ class _CliSession(asyncssh.SSHClientSession[str]):
         """What the unit writes up to and including its next prompt."""
         if self._ended is not None:
             raise self._ended
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[str] = loop.create_future()
+        waiter: asyncio.Future[str] = self._loop.create_future()
         self._waiter = waiter
         self._answer()
         # a timer on the waiter itself: asyncio.timeout would cancel and uncancel the task
-        timer = loop.call_later(timeout_s, _expire, waiter)
+        timer = self._loop.call_later(timeout_s, _expire, waiter)
         try:
             return await waiter
         finally:

@@ -196,3 +196,18 @@ async def test_a_session_that_ends_mid_answer_fails_every_wait_after_it() -> Non
         await cli.answer(5)
     with pytest.raises(Unreachable), asyncssh_errors("US01SP000000", "read"):
         await cli.answer(5)
+
+
+def test_user_names_are_prepared_as_rfc_4013_says() -> None:
+    from asyncssh.saslprep import SASLPrepError, saslprep
+
+    from drivers.ssh_asyncssh import _saslprep_ascii_as_is as prepared
+
+    ascii_printable = "".join(chr(c) for c in range(0x20, 0x7F))
+    assert prepared(ascii_printable) == saslprep(ascii_printable) == ascii_printable
+    assert prepared("") == saslprep("") == ""
+    wide = "\uff41\uff44\uff4d\uff49\uff4e\u00ad"  # full-width "admin", a soft hyphen
+    assert prepared(wide) == saslprep(wide) == "admin"
+    for refused in ("ad\x00min", "admin\x7f", "ad\tmin"):
+        with pytest.raises(SASLPrepError):
+            prepared(refused)
