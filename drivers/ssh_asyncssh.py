@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -138,19 +138,44 @@ def _saslprep_ascii_as_is(s: str) -> str:
 asyncssh.connection.saslprep = _saslprep_ascii_as_is  # type: ignore[attr-defined]
 
 
-@contextlib.contextmanager
-def asyncssh_errors(serial: str, doing: str) -> Iterator[None]:
-    """The one place asyncssh's (and the socket's) exceptions become the error tree."""
-    try:
-        yield
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostKeyMismatch(serial, f"host key is not the pinned one ({doing})") from exc
-    except asyncssh.PermissionDenied as exc:
-        raise AuthFailed(serial, f"login refused ({doing}): {exc.reason}") from exc
-    except TimeoutError as exc:  # also asyncio.TimeoutError; before OSError, its base
-        raise Timeout(serial, f"no answer in time ({doing})") from exc
-    except (asyncssh.Error, asyncio.IncompleteReadError, EOFError, OSError) as exc:
-        raise Unreachable(serial, f"{doing}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+class asyncssh_errors:  # lower case: read as ``with asyncssh_errors(...)``
+    """The one place asyncssh's (and the socket's) exceptions become the error tree.
+
+    `doing` says what was being done, for the error's message; a callable is asked only when
+    something failed. A class, not a generator: it is entered twice for every command.
+    """
+
+    __slots__ = ("doing", "serial")
+
+    def __init__(self, serial: str, doing: str | Callable[[], str]) -> None:
+        self.serial = serial
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None:
+            return
+        serial = self.serial
+        doing = self.doing if isinstance(self.doing, str) else self.doing()
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            raise HostKeyMismatch(serial, f"host key is not the pinned one ({doing})") from exc
+        if isinstance(exc, asyncssh.PermissionDenied):
+            raise AuthFailed(serial, f"login refused ({doing}): {exc.reason}") from exc
+        if isinstance(exc, TimeoutError):  # also asyncio.TimeoutError; before OSError, its base
+            raise Timeout(serial, f"no answer in time ({doing})") from exc
+        if isinstance(exc, asyncssh.Error | asyncio.IncompleteReadError | EOFError | OSError):
+            message = f"{doing}: {type(exc).__name__}: {exc}".rstrip(": ")
+            raise Unreachable(serial, message) from exc
+
+
+def _awaited(command: str | None) -> str:
+    if command is None:
+        return "the first prompt"
+    return repr(command.split(" ", 1)[0])  # never the rest: it may carry a secret
 
 
 def export_key(key: asyncssh.SSHKey) -> str:
@@ -254,7 +279,8 @@ class _CliSession(asyncssh.SSHClientSession[str]):
             raise self._ended
         waiter: asyncio.Future[str] = self._loop.create_future()
         self._waiter = waiter
-        self._answer()
+        if self._text:  # what came before anyone asked may hold the answer already
+            self._answer()
         # a timer on the waiter itself: asyncio.timeout would cancel and uncancel the task
         timer = self._loop.call_later(timeout_s, _expire, waiter)
         try:
@@ -363,7 +389,7 @@ class AsyncsshTransport:
                     )
                     self._session = cast(_CliSession, session)
             self._tracker.mode = "exec"
-            await self._read_answer(timeouts.connect, "the first prompt")
+            await self._read_answer(timeouts.connect, None)
         except BaseException:
             await self.close()
             raise
@@ -389,13 +415,17 @@ class AsyncsshTransport:
             raise Unreachable(self.target.serial, "the session is not open")
         with asyncssh_errors(self.target.serial, "send a command"):
             self._chan.write(command + "\n")
-        verb = command.split(" ", 1)[0]  # never the rest: it may carry a secret
-        return await self._read_answer(timeout_s or self.target.timeouts.command, f"{verb!r}")
+        return await self._read_answer(timeout_s or self.target.timeouts.command, command)
 
-    async def _read_answer(self, timeout_s: float, what: str) -> str:
+    async def _read_answer(self, timeout_s: float, command: str | None) -> str:
+        """The answer to `command` (None: the prompt a session starts with)."""
         assert self._session is not None
+
+        def waiting() -> str:
+            return f"waiting {timeout_s:g} s for {_awaited(command)}"
+
         try:
-            with asyncssh_errors(self.target.serial, f"waiting {timeout_s:g} s for {what}"):
+            with asyncssh_errors(self.target.serial, waiting):
                 text = await self._session.answer(timeout_s)
         except BaseException:
             # A late or partial answer would be taken for the next command's: end the session.
@@ -404,7 +434,7 @@ class AsyncsshTransport:
         split = self._tracker.split(text)
         if split is None:  # cannot happen: the answer ends where this very pattern matched
             await self.close()
-            raise Unreachable(self.target.serial, f"no prompt after {what}")
+            raise Unreachable(self.target.serial, f"no prompt after {_awaited(command)}")
         return split[0]
 
     async def open_shell(self, *, term_type: str, columns: int, rows: int) -> Shell:

@@ -75,6 +75,8 @@ def quote(value: str) -> str:
 def tokenize(line: str) -> list[str]:
     """Split a line as the unit does: blanks separate, a word starting with ``"`` runs to
     the next unescaped ``"`` (a backslash in it makes the next character literal)."""
+    if '"' not in line and line.isprintable():  # no quotes, no tabs: blanks alone separate
+        return line.split()
     words: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -167,6 +169,8 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 # ----- answers ---------------------------------------------------------------------------
 def error_line(output: str) -> str | None:
     """The unit's error line (``% …``), if the answer is one (section 7)."""
+    if ERROR_PREFIX not in output:
+        return None
     for line in output.splitlines():
         if line.startswith(ERROR_PREFIX):
             return line

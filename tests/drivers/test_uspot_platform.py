@@ -345,3 +345,37 @@ def test_secret_paths_are_masked_by_the_generic_rule_too() -> None:
 
     assert all(is_secret_path(p) for p in uspot.SECRET_PATHS)
     assert not is_secret_path("wlan guest ssid")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'wlan guest ssid "Cafe \\"Blue\\" Bird"',
+        "wlan  guest\tpassphrase   x",
+        "set wlan business ssid Shop\u3000Wi-Fi",  # an ideographic space is not a blank
+        "   ",
+        "plain words only",
+    ],
+)
+def test_lines_split_as_the_unit_splits_them(line: str) -> None:
+    # the unit's rule, character by character: blanks and tabs separate, quotes group
+    words, word, i, quoted = [], None, 0, False
+    while i < len(line):
+        c = line[i]
+        if quoted and c == "\\":
+            word = (word or "") + line[i + 1]
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+            word = word or ""
+        elif c in " \t" and not quoted:
+            if word is not None:
+                words.append(word)
+            word = None
+        else:
+            word = (word or "") + c
+        i += 1
+    if word is not None:
+        words.append(word)
+    assert uspot.tokenize(line) == words
