@@ -16,7 +16,7 @@ hosts), and ours reads none. A thread round trip per connection costs more CPU t
 preparation itself when hundreds of sessions open at once. asyncssh's log messages (and its
 packet log) are formatted only when their level is enabled, and this transport's connections
 send no empty SSH_MSG_IGNORE ahead of each packet, a defence of CBC ciphers, which it never
-offers.
+offers. A closed connection is freed at once, not left to the garbage collector's full passes.
 
 `probe_host_key()` (key exchange only, no login) serves the scrapli and netmiko transports.
 """
@@ -170,6 +170,21 @@ class asyncssh_errors:  # lower case: read as ``with asyncssh_errors(...)``
         if isinstance(exc, asyncssh.Error | asyncio.IncompleteReadError | EOFError | OSError):
             message = f"{doing}: {type(exc).__name__}: {exc}".rstrip(": ")
             raise Unreachable(serial, message) from exc
+
+
+def _read_nothing() -> bool:
+    return False
+
+
+def _release(conn: asyncssh.SSHClientConnection) -> None:
+    """Let a closed connection go as soon as nothing refers to it.
+
+    asyncssh keeps its packet reader as a method of the connection in the connection itself,
+    a cycle that only the garbage collector's full passes free: with hundreds of sessions
+    opening and closing, each pass then walks (and finalizes) every session closed since the
+    last one. Once the connection is closed, it has no packets left to read."""
+    if conn.is_closed() and "_recv_handler" in vars(conn):
+        conn._recv_handler = _read_nothing
 
 
 def _awaited(command: str | None) -> str:
@@ -332,6 +347,8 @@ class AsyncsshTransport:
         if target.host_key is not None:
             trusted.append(asyncssh.import_public_key(normalise_key(target.host_key)))
         client_keys = [load_client_key(target.private_key)] if target.private_key else None
+        # no client_factory here: it refers to this transport, and these options live as
+        # long as it does (a cycle); it is passed to each connect instead
         options: dict[str, Any] = {
             "username": target.username,
             "password": target.password,
@@ -339,7 +356,6 @@ class AsyncsshTransport:
             # (trusted keys, CA keys, revoked keys): no file is read. Keys not trusted here
             # go to _HostKeyGate.validate_host_public_key.
             "known_hosts": (trusted, [], []),
-            "client_factory": lambda: _HostKeyGate(self),
             "agent_path": None,
             "config": None,
             # no X.509 host certificates, no Kerberos: units are pinned by their host key and
@@ -375,7 +391,10 @@ class AsyncsshTransport:
                 inline = _PREPARE_INLINE.set(True)
                 try:
                     self._conn = await asyncssh.connect(
-                        self.target.address, self.target.ssh_port, **self._options
+                        self.target.address,
+                        self.target.ssh_port,
+                        client_factory=lambda: _HostKeyGate(self),
+                        **self._options,
                     )
                 finally:
                     _PREPARE_INLINE.reset(inline)
@@ -401,6 +420,7 @@ class AsyncsshTransport:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_WAIT):
                     await conn.wait_closed()
+            _release(conn)
 
     async def send(
         self, command: str, *, mode: Mode | None = None, timeout_s: float | None = None

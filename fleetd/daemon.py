@@ -61,15 +61,31 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
-def settle_heap() -> None:
+# middle-generation collections per full one, while serving (CPython's default: 10)
+FULL_COLLECTION_EVERY = 100
+
+
+def settle_heap() -> tuple[int, int, int]:
     """Collect what start-up left as garbage, then move the rest (modules, mappers, settings,
-    the API's routes) to the collector's permanent generation.
+    the API's routes) to the collector's permanent generation, and make full collections
+    rarer. Returns the collector's thresholds as they were, for `unsettle_heap`.
 
     Each full collection walks every object it tracks. With hundreds of unit sessions at once,
-    their objects outlive the young generations and full collections come every few seconds;
-    objects that live as long as the daemon need not be walked each time."""
+    their objects outlive the young generations and full collections came every few seconds,
+    each walking every session open: objects that live as long as the daemon need not be
+    walked, and a closed session leaves (almost) nothing for a full collection to free (see
+    drivers.ssh_asyncssh), so one in ten of them is enough."""
     gc.collect()
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_EVERY)
+    return thresholds
+
+
+def unsettle_heap(thresholds: tuple[int, int, int]) -> None:
+    """Undo `settle_heap`: what start-up built may be collected again once it is let go."""
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @dataclass
@@ -105,12 +121,13 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         engine_task: asyncio.Task[None] | None = None
         cleanups: list[Callable[[], Awaitable[None]]] = []
+        thresholds: tuple[int, int, int] | None = None
         try:
             for start in self._starters():
                 cleanup = await start()
                 if cleanup is not None:
                     cleanups.append(cleanup)
-            settle_heap()  # before the first run: no run's objects are ever frozen
+            thresholds = settle_heap()  # before the first run: no run's objects are frozen
             engine_task = asyncio.create_task(self.engine.run(), name="engine")
             self.announce(
                 f"fleetd {self.engine.owner}: serving {shown(self.store.url)} "
@@ -131,7 +148,8 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await engine_task
             await self.store.close()
-            gc.unfreeze()  # what start-up built may be collected again once it is let go
+            if thresholds is not None:
+                unsettle_heap(thresholds)
 
     def _starters(self) -> list[Callable[[], Awaitable[Callable[[], Awaitable[None]] | None]]]:
         from fleetd import daemon_parts

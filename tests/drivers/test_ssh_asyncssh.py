@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import asyncssh
 import pytest
 
 from drivers import load_driver
-from drivers.ssh_asyncssh import _CliSession, asyncssh_errors
+from drivers.ssh_asyncssh import AsyncsshTransport, _CliSession, asyncssh_errors
 from drivers.uspot_driver import PROFILE
 from inventory.errors import Unreachable
 from simulators.server import ServedFleet
@@ -211,3 +213,23 @@ def test_user_names_are_prepared_as_rfc_4013_says() -> None:
     for refused in ("ad\x00min", "admin\x7f", "ad\tmin"):
         with pytest.raises(SASLPrepError):
             prepared(refused)
+
+
+async def test_a_closed_session_is_freed_without_the_garbage_collector(
+    served: ServedFleet,
+) -> None:
+    # asyncssh's connection refers to itself (its packet reader); left so, every session
+    # closed waits for a full collection, which walks every session still open
+    driver = load_driver(target_for(served, first(served)), "asyncssh")
+    gc.disable()
+    try:
+        async with driver:
+            transport = driver.transport
+            assert isinstance(transport, AsyncsshTransport) and transport._conn is not None
+            conn = weakref.ref(transport._conn)
+            await driver.read_state()
+        for _ in range(3):  # the socket's own callbacks, run on the next turns of the loop
+            await asyncio.sleep(0)
+        assert conn() is None
+    finally:
+        gc.enable()

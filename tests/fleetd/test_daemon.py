@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetd.cli import CliState, create_app
-from fleetd.daemon import build, limit_malloc_arenas
+from fleetd.daemon import FULL_COLLECTION_EVERY, build, limit_malloc_arenas
 from fleetd.settings import Settings
 from inventory.redact import Redactor
 from inventory.store import open_store
@@ -56,6 +56,7 @@ async def test_the_daemon_serves_the_api_and_the_bastion_and_stops_cleanly(
         state_dir=tmp_path / "state",
     )
     said: list[str] = []
+    thresholds = gc.get_threshold()
     daemon = await build(settings, Redactor())
     daemon.announce = said.append
     task = asyncio.create_task(daemon.run())
@@ -67,9 +68,11 @@ async def test_the_daemon_serves_the_api_and_the_bastion_and_stops_cleanly(
     assert any("this daemon runs the scheduler" in line for line in said)
     # what start-up built is out of the collector's full walks while the daemon serves
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[2] == FULL_COLLECTION_EVERY  # and full collections are rarer
     daemon.stop()
     await asyncio.wait_for(task, 20)
     assert gc.get_freeze_count() == 0  # and may be collected again once it stops
+    assert gc.get_threshold() == thresholds
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{daemon.api_port}/livez")
