@@ -39,7 +39,11 @@ lint: setup
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
+# valgrind (callgrind) counts the instructions a floor session and an engine operation take
 $(BENCH_STAMP): $(STAMP)
+	@command -v valgrind >/dev/null 2>&1 || { echo "installing Debian packages: valgrind"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 

@@ -7,6 +7,7 @@ the daemon's alone. One unit's rotation is two SSH sessions: read, stage, `commi
 then a new session that re-reads, verifies and confirms.
 
     python -m benchmarks.rotation [--units 10000] [--runs 3] [--parallel 600]
+    python -m benchmarks.rotation --units 400 --runs 0   # instructions per session, per unit
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import argparse
 import asyncio
 import csv
 import json
+import re
+import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -226,7 +230,12 @@ async def one_run(
 
 
 async def measure(
-    units: int, runs: int, parallel: int, profile: str = "", profile_units: int = 1000
+    units: int,
+    runs: int,
+    parallel: int,
+    profile: str = "",
+    profile_units: int = 1000,
+    count: bool = True,
 ) -> dict[str, Any]:
     profiled = None
     async with common.simulator("rotation", BASE, units, latency=LATENCY) as sim:
@@ -249,19 +258,69 @@ async def measure(
         if profile:
             floor_params["profile"] = str(Path(profile).with_suffix(".floor.raw"))
             floor["profiled"] = (await common.child("rotation", floor_params))["profile"]
+        instructions = None
+        if count and shutil.which("valgrind"):
+            print("   rotation: instructions per session and per unit, under callgrind", flush=True)
+            instructions = await count_instructions(sim, inv, serials=units_of(sim))
     return {
         "units": units,
         "parallel": parallel,
         "runs": results,
         "profiled": profiled,
         "floor": floor,
+        "instructions": instructions,
+    }
+
+
+def units_of(sim: common.Sim) -> list[str]:
+    with sim.fleet_csv.open(newline="") as fh:
+        return [row["serial"] for row in csv.DictReader(fh)]
+
+
+async def callgrind(params: dict[str, Any]) -> int:
+    """The instructions a `child` run executes, every thread, counted by callgrind."""
+    proc = await asyncio.create_subprocess_exec(
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, "-m", "benchmarks.rotation", "child", json.dumps(params),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 1800)
+    found = re.search(rb"Collected : (\d+)", err)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind failed: {err.decode()[-2000:]}")
+    return int(found.group(1))
+
+
+async def count_instructions(
+    sim: common.Sim, inv: common.Inventory, serials: list[str], small: int = 100, large: int = 300
+) -> dict[str, Any]:
+    """Instructions per floor session and per engine operation, which the host's load does not
+    move: a run of `large` less a run of `small`, over the difference (start-up cancels out)."""
+    from fleetd.workflows.base import GUEST_ROTATE
+
+    floor, engine = [], []
+    for n in (small, large):
+        floor.append(await callgrind({"floor": True, "fleet_csv": str(sim.fleet_csv),
+                                      "units": n, "parallel": 100}))  # fmt: skip
+    start = 0
+    for n in (small, large):  # units not in the other run: each rotation changes a passphrase
+        await write_batch(inv.url, str(inv.key_file), GUEST_ROTATE, 100_000,
+                          serials[start : start + n])  # fmt: skip
+        start += n
+        engine.append(await callgrind({"url": inv.url, "key_file": str(inv.key_file),
+                                       "parallel": 100}))  # fmt: skip
+    return {
+        "small": small,
+        "large": large,
+        "floor_per_session": (floor[1] - floor[0]) / (large - small),
+        "engine_per_unit": (engine[1] - engine[0]) / (large - small),
     }
 
 
 async def run(quick: bool) -> dict[str, Any]:
     out = common.VAR / "rotation" / "profile.raw"
     if quick:
-        return await measure(500, 1, 200, str(out), 200)
+        return await measure(500, 1, 200, str(out), 200, count=False)
     return await measure(10_000, 3, 600, str(out), 1000)
 
 
@@ -333,6 +392,19 @@ def render(r: dict[str, Any]) -> str:
             f"workflow add {cpu - floor['cpu_ms_per_session']:.2f} ms per unit session "
             "(the median run above).",
         ]
+        counted = r.get("instructions")
+        if counted:
+            per_floor, per_unit = counted["floor_per_session"], counted["engine_per_unit"]
+            rows += [
+                "",
+                f"**Instructions**, which the host's load does not move (valgrind's callgrind, "
+                f"user space, every thread; a run of {counted['large']} less a run of "
+                f"{counted['small']}, 100 at once): **{per_floor / 1e6:.2f} million** per floor "
+                f"session, **{per_unit / 1e6:.2f} million** per unit in the engine, "
+                f"database included. fleetd's own share is "
+                f"{(per_unit - per_floor) / per_unit:.0%} of the engine's. The kernel's work "
+                "(system time) is not counted here.",
+            ]
         if floor.get("profiled"):
             rows += [
                 "",
@@ -347,11 +419,14 @@ def render(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="0: the floor and instructions only")
     parser.add_argument("--parallel", type=int, default=600)
     parser.add_argument("--profile", default="", help="one more run under pyinstrument: HTML here")
     args = parser.parse_args()
     result = asyncio.run(measure(args.units, args.runs, args.parallel, args.profile))
+    if not result["runs"]:  # --runs 0: the floor and the instruction counts alone
+        print(json.dumps({"floor": result["floor"], "instructions": result["instructions"]}))
+        return
     print(render(result))
 
 
