@@ -235,7 +235,7 @@ async def measure(
     parallel: int,
     profile: str = "",
     profile_units: int = 1000,
-    count: bool = True,
+    instructions_too: bool = True,
 ) -> dict[str, Any]:
     profiled = None
     async with common.simulator("rotation", BASE, units, latency=LATENCY) as sim:
@@ -259,7 +259,7 @@ async def measure(
             floor_params["profile"] = str(Path(profile).with_suffix(".floor.raw"))
             floor["profiled"] = (await common.child("rotation", floor_params))["profile"]
         instructions = None
-        if count and shutil.which("valgrind"):
+        if instructions_too and shutil.which("valgrind"):
             print("   rotation: instructions per session and per unit, under callgrind", flush=True)
             instructions = await count_instructions(sim, inv, serials=units_of(sim))
     return {
@@ -320,7 +320,7 @@ async def count_instructions(
 async def run(quick: bool) -> dict[str, Any]:
     out = common.VAR / "rotation" / "profile.raw"
     if quick:
-        return await measure(500, 1, 200, str(out), 200, count=False)
+        return await measure(500, 1, 200, str(out), 200, instructions_too=False)
     return await measure(10_000, 3, 600, str(out), 1000)
 
 
