@@ -247,9 +247,7 @@ async def measure(
         if profile:
             count = min(units, profile_units)
             print(f"   rotation: {count} units under py-spy", flush=True)
-            with sim.fleet_csv.open(newline="") as fh:
-                serials = [row["serial"] for row in csv.DictReader(fh)][:count]
-            profiled = await one_run(sim, inv, parallel, serials, profile=profile)
+            profiled = await one_run(sim, inv, parallel, units_of(sim)[:count], profile=profile)
         count = min(units, profile_units)
         print(f"   rotation: the floor, {count} sessions without the engine", flush=True)
         floor_params = {"floor": True, "fleet_csv": str(sim.fleet_csv), "units": count,
